@@ -1,0 +1,206 @@
+"""A map-style PyTorch Dataset over the read generation.
+
+Each process (the main one and every DataLoader worker) opens its own client lazily, so the dataset is fork-safe.
+The dataset caches the read generation's commit table (id → token and field metadata) and fetches a sample's chunks
+by its token, which is unique to that sample: a read that races a swap finds no chunks (the old generation was
+dropped by the rename), reloads the table and retries, so fields from two generations are never mixed. Reads are
+counted per sample and sent to the database in batches.
+"""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing.util
+import os
+import threading
+import time
+from typing import Any, Optional
+
+import torch
+from torch.utils.data import Dataset
+
+from wirehead_core.codec import FieldMeta, decode_sample, field_meta_from_doc
+from wirehead_core.config import Config, redact_uri
+from wirehead_core.errors import CorruptSampleError, StoreUnavailableError
+from wirehead_core.store import Store
+
+__all__ = ["WireheadDataset", "ReadStats"]
+
+_LOG = logging.getLogger(__name__)
+
+
+class _Entry:
+    __slots__ = ("gen", "sid", "token", "fields", "nchunks")
+
+    def __init__(self, doc: dict[str, Any]) -> None:
+        self.gen = int(doc["g"])
+        self.sid = int(doc["_id"])
+        self.token = str(doc["t"])
+        self.fields: tuple[FieldMeta, ...] = tuple(field_meta_from_doc(f) for f in doc["f"])
+        self.nchunks = int(doc["k"])
+
+
+class ReadStats:
+    """Counters of this process's reads: ``reads``, ``retries`` (reads that raced a swap), ``generations_seen``."""
+
+    def __init__(self) -> None:
+        self.reads = 0
+        self.retries = 0
+        self.generations_seen: set[int] = set()
+
+
+class WireheadDataset(Dataset):
+    """Samples of the current read generation as tuples (or dicts) of torch tensors.
+
+    Args:
+        config (Config): validated configuration.
+        return_dict (bool, optional): return ``{field: tensor}``; defaults to ``config.dataset.return_dict``.
+        return_key (bool): append (or add under ``"key"``) an int64 tensor ``[generation, sample_id]``, for
+            counting unique samples.
+        wait_timeout_s (float, optional): how long to wait for the first read generation; defaults to
+            ``config.dataset.wait_timeout_s``.
+
+    Raises (on first use):
+        TimeoutError: no read generation appeared within the wait timeout.
+    """
+
+    def __init__(self, config: Config, *, return_dict: Optional[bool] = None, return_key: bool = False,
+                 wait_timeout_s: Optional[float] = None) -> None:
+        self.config = config
+        self.return_dict = config.dataset.return_dict if return_dict is None else return_dict
+        self.return_key = return_key
+        self.wait_timeout_s = config.dataset.wait_timeout_s if wait_timeout_s is None else wait_timeout_s
+        self.field_names = config.field_names
+        self._reset()
+
+    def _reset(self) -> None:
+        self._store: Optional[Store] = None
+        self._pid = -1
+        self._table: Optional[list[_Entry]] = None
+        self._pending: dict[int, dict[int, int]] = {}
+        self._pending_n = 0
+        self._last_flush = time.monotonic()
+        self._lock = threading.Lock()
+        self.stats = ReadStats()
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {"config": self.config, "return_dict": self.return_dict, "return_key": self.return_key,
+                "wait_timeout_s": self.wait_timeout_s, "field_names": self.field_names}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._reset()
+
+    # ------------------------------------------------------------------ connection and table
+    @property
+    def store(self) -> Store:
+        """This process's store (a new one after fork)."""
+        if self._store is None or self._pid != os.getpid():
+            self._reset()
+            self._store = Store(self.config)
+            self._pid = os.getpid()
+            multiprocessing.util.Finalize(self, self.flush_counts, exitpriority=10)
+        return self._store
+
+    def _load_table(self, deadline: float, waiting_for: str) -> list[_Entry]:
+        store = self.store
+        while True:
+            docs = store.retry("read table", store.read_table, timeout_s=max(1.0, deadline - time.monotonic()))
+            gens = {int(d["g"]) for d in docs}
+            if docs and len(gens) == 1:
+                table = [_Entry(d) for d in docs]
+                self.stats.generations_seen.add(table[0].gen)
+                return table
+            if time.monotonic() >= deadline:
+                raise TimeoutError(
+                    f"waited {waiting_for} for a read generation in database {self.config.mongo.database!r} "
+                    f"(namespace {self.config.mongo.namespace!r}) at {redact_uri(self.config.mongo.uri)}; "
+                    "no swap has completed: are generators and a swap manager running?")
+            time.sleep(0.05)
+
+    def _current_table(self) -> list[_Entry]:
+        if self._table is None:
+            deadline = time.monotonic() + self.wait_timeout_s
+            self._table = self._load_table(deadline, f"{self.wait_timeout_s:.0f} s")
+        return self._table
+
+    def __len__(self) -> int:
+        """Samples in the read generation (waits for the first one)."""
+        table = self._current_table()
+        state = self.store.retry("read swap state", self.store.swap_state)
+        if state is not None and state.get("read_gen") is not None and int(state["read_gen"]) != table[0].gen:
+            self._table = None
+            table = self._current_table()
+        return len(table)
+
+    # ------------------------------------------------------------------ reads
+    def __getitem__(self, index: int) -> Any:
+        index = int(index)
+        deadline = time.monotonic() + self.config.dataset.read_timeout_s
+        attempts = 0
+        while True:
+            table = self._current_table()
+            entry = table[index % len(table)]
+            try:
+                chunks = self.store.retry("read chunks", lambda: self.store.read_chunks(entry.token),
+                                          timeout_s=max(1.0, deadline - time.monotonic()))
+            except StoreUnavailableError as exc:
+                raise TimeoutError(f"read of sample {index} failed: {exc}") from exc
+            if len(chunks) == entry.nchunks:
+                try:
+                    arrays = decode_sample(entry.fields, chunks)
+                except CorruptSampleError:
+                    if attempts >= 1:
+                        raise
+                    arrays = None
+                if arrays is not None:
+                    self._count(entry)
+                    return self._package(arrays, entry)
+            # The generation was swapped out under us (its chunks are gone): reload the table and retry.
+            attempts += 1
+            self.stats.retries += 1
+            self._table = None
+            if time.monotonic() >= deadline:
+                raise TimeoutError(f"read of sample {index} kept racing swaps for "
+                                   f"{self.config.dataset.read_timeout_s:.0f} s")
+
+    def _package(self, arrays: tuple, entry: _Entry) -> Any:
+        key = torch.tensor([entry.gen, entry.sid], dtype=torch.int64)
+        if self.return_dict:
+            out = dict(zip(self.field_names, arrays))
+            if self.return_key:
+                out["key"] = key
+            return out
+        return (*arrays, key) if self.return_key else arrays
+
+    # ------------------------------------------------------------------ read counts
+    def _count(self, entry: _Entry) -> None:
+        self.stats.reads += 1
+        with self._lock:
+            per = self._pending.setdefault(entry.gen, {})
+            per[entry.sid] = per.get(entry.sid, 0) + 1
+            self._pending_n += 1
+            due = (self._pending_n >= self.config.dataset.count_flush_reads
+                   or time.monotonic() - self._last_flush >= self.config.dataset.count_flush_s)
+        if due:
+            self.flush_counts()
+
+    def flush_counts(self) -> None:
+        """Send pending read counts (one update per generation); best effort."""
+        with self._lock:
+            pending, self._pending, self._pending_n = self._pending, {}, 0
+            self._last_flush = time.monotonic()
+        if not pending or self._store is None or self._pid != os.getpid():
+            return
+        for gen, per in pending.items():
+            try:
+                self._store.retry("count reads", lambda: self._store.add_reads(gen, per), timeout_s=5.0)
+            except Exception as exc:  # noqa: BLE001 - counts are statistics; never fail a read for them
+                _LOG.debug("read counts not sent: %s", exc)
+
+    def close(self) -> None:
+        """Flush read counts and close this process's client."""
+        self.flush_counts()
+        if self._store is not None:
+            self._store.close()
+        self._store = None

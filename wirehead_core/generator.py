@@ -1,0 +1,234 @@
+"""The generator runtime: pull samples from any iterable and commit them to the write generation.
+
+Per sample: encode (checks arity, types, declared dtype/shape, NaN policy, size) → reserve an id in the open write
+generation → claim it with a fresh token → write the chunks → turn the claim into a commit record. Only the commit
+record makes a sample visible, so a process killed at any point leaves nothing partial for readers. When the write
+generation is full the generator never discards: it blocks until the swap (``backpressure: block``) or writes into
+the next generation (``backpressure: carry``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+import signal
+import socket
+import threading
+import time
+import uuid
+from collections.abc import Iterable
+from typing import Any, Optional
+
+from wirehead_core.codec import EncodedSample, encode_sample
+from wirehead_core.config import Config
+from wirehead_core.errors import SampleError, StoreUnavailableError, WireheadError
+from wirehead_core.store import Store
+
+__all__ = ["Generator", "GeneratorStats", "SourceError"]
+
+_LOG = logging.getLogger(__name__)
+
+
+class SourceError(SampleError):
+    """The user's iterable raised an exception while producing a sample."""
+
+
+@dataclasses.dataclass
+class GeneratorStats:
+    """Counters of one generator run.
+
+    Attributes:
+        produced: samples pulled from the source and encoded.
+        committed: samples committed (visible to the manager); never fewer than produced minus one in flight.
+        blocked_s: seconds spent waiting for a swap because the write generation was full.
+        claims_lost: ids taken away (this process was presumed dead) and written again under a new id.
+        abandoned: samples produced but not committed because the generator was stopped while writing them.
+        elapsed_s: wall time of the run.
+    """
+
+    produced: int = 0
+    committed: int = 0
+    blocked_s: float = 0.0
+    claims_lost: int = 0
+    abandoned: int = 0
+    elapsed_s: float = 0.0
+
+    def as_dict(self) -> dict[str, Any]:
+        """Plain dict (for heartbeats and logs)."""
+        return dataclasses.asdict(self)
+
+
+class _ClaimLost(Exception):
+    """Internal: our reservation was given to another writer while we wrote."""
+
+
+class Generator:
+    """Commits samples from `source` into the cache.
+
+    Args:
+        config (Config): validated configuration.
+        source (Iterable): yields tuples with one numpy array / torch tensor per configured field.
+        name (str, optional): shown in status output; defaults to ``host:pid``.
+    """
+
+    def __init__(self, config: Config, source: Iterable[Any], name: Optional[str] = None) -> None:
+        self.config = config
+        self.source = source
+        self.name = name or f"{socket.gethostname()}:{os.getpid()}"
+        self.proc_id = f"generator-{uuid.uuid4().hex[:12]}"
+        self.stop_event = threading.Event()
+        self.store = Store(config, stop_event=self.stop_event)
+        self.stats = GeneratorStats()
+        self._write_gen: Optional[int] = None
+        self._started = 0.0
+        self._beat_stop = threading.Event()
+
+    def stop(self) -> None:
+        """Ask the run loop to finish (safe from signal handlers and other threads)."""
+        self.stop_event.set()
+
+    def install_signal_handlers(self) -> None:
+        """Make SIGTERM and SIGINT stop the generator cleanly (main thread only)."""
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, lambda *_: self.stop())
+
+    def run(self, max_samples: Optional[int] = None) -> GeneratorStats:
+        """Commit samples until the source ends, `max_samples` are committed, or `stop()` is called.
+
+        Raises:
+            SampleError: a sample does not match the configured fields (nothing committed is affected).
+            SourceError: the source raised; the original exception is chained.
+            StoreUnavailableError: the server stayed unreachable past ``mongo.outage_timeout_s``.
+        """
+        self._started = time.monotonic()
+        beat = threading.Thread(target=self._heartbeat_loop, name="wirehead-heartbeat", daemon=True)
+        beat.start()
+        iterator = iter(self.source)
+        try:
+            while not self.stop_event.is_set():
+                if max_samples is not None and self.stats.committed >= max_samples:
+                    break
+                try:
+                    sample = next(iterator)
+                except StopIteration:
+                    break
+                except Exception as exc:
+                    raise SourceError(f"the source raised {type(exc).__name__}: {exc}") from exc
+                cfg = self.config
+                encoded = encode_sample(sample, cfg.fields, cfg.chunk_bytes, nan_policy=cfg.generator.nan_policy,
+                                        max_sample_bytes=cfg.generator.max_sample_bytes)
+                self.stats.produced += 1
+                if self._commit(encoded):
+                    self.stats.committed += 1
+                else:
+                    self.stats.abandoned += 1
+        except StoreUnavailableError:
+            if not self.stop_event.is_set():
+                raise
+        finally:
+            self.stats.elapsed_s = time.monotonic() - self._started
+            self._beat_stop.set()
+            beat.join(timeout=5)
+            self._publish(final=True)
+            self.store.close()
+        _LOG.info("generator %s: produced %d, committed %d, blocked %.1f s", self.name, self.stats.produced,
+                  self.stats.committed, self.stats.blocked_s)
+        return self.stats
+
+    # ------------------------------------------------------------------ one sample
+    def _commit(self, encoded: EncodedSample) -> bool:
+        """Write one sample until it is committed; False only when stopped first."""
+        store = self.store
+        meta = {"f": [f.to_doc() for f in encoded.fields], "k": len(encoded.chunks), "b": encoded.nbytes}
+        while not self.stop_event.is_set():
+            placed = self._reserve()
+            if placed is None:
+                return False
+            gen, sid = placed
+            token = uuid.uuid4().hex
+            if not store.retry("claim", lambda: store.claim(gen, sid, token, self.proc_id)):
+                continue
+            try:
+                last = [time.monotonic()]
+
+                def renew() -> None:
+                    if time.monotonic() - last[0] > self.config.manager.reservation_timeout_s / 4:
+                        if not store.retry("renew claim", lambda: store.renew_claim(gen, sid, token)):
+                            raise _ClaimLost()
+                        last[0] = time.monotonic()
+                    if self.stop_event.is_set():
+                        raise _ClaimLost()
+
+                store.write_chunks(gen, token, encoded.chunks, renew)
+                renew()
+                if store.retry("commit", lambda: store.commit(gen, sid, token, meta)):
+                    return True
+                raise _ClaimLost()
+            except _ClaimLost:
+                if self.stop_event.is_set():
+                    self._abandon(gen, sid, token)
+                    return False
+                self.stats.claims_lost += 1
+                _LOG.warning("generator %s: id %d of generation %d was reissued while we wrote it; rewriting",
+                             self.name, sid, gen)
+                store.retry("drop chunks", lambda: store.drop_token_chunks(gen, token))
+        return False
+
+    def _abandon(self, gen: int, sid: int, token: str) -> None:
+        try:
+            self.store.retry("abandon", lambda: self.store.abandon(gen, sid, token), timeout_s=5.0)
+        except StoreUnavailableError:
+            _LOG.warning("generator %s: could not withdraw claim %d/%d; the manager will reissue it", self.name,
+                         gen, sid)
+
+    def _reserve(self) -> Optional[tuple[int, int]]:
+        """An id in the write generation (or the next one under ``carry``), blocking while both are full."""
+        store = self.store
+        carry = self.config.generator.backpressure == "carry"
+        blocked_since: Optional[float] = None
+        waiting_logged = False
+        try:
+            while not self.stop_event.is_set():
+                if self._write_gen is None:
+                    state = store.retry("read swap state", store.swap_state)
+                    if state is None:
+                        if not waiting_logged:
+                            _LOG.info("generator %s: waiting for a swap manager to open the first generation",
+                                      self.name)
+                            waiting_logged = True
+                        blocked_since = blocked_since or time.monotonic()
+                        self.stop_event.wait(self.config.generator.poll_s * 4)
+                        continue
+                    self._write_gen = int(state["write_gen"])
+                gen = self._write_gen
+                for candidate in (gen, gen + 1) if carry else (gen,):
+                    sid = store.retry("reserve", lambda: store.reserve(candidate))
+                    if sid is not None:
+                        return candidate, sid
+                state = store.retry("read swap state", store.swap_state)
+                if state is not None and int(state["write_gen"]) != gen:
+                    self._write_gen = int(state["write_gen"])
+                    continue
+                blocked_since = blocked_since or time.monotonic()
+                self.stop_event.wait(self.config.generator.poll_s)
+            return None
+        finally:
+            if blocked_since is not None:
+                self.stats.blocked_s += time.monotonic() - blocked_since
+
+    # ------------------------------------------------------------------ heartbeat
+    def _publish(self, final: bool = False) -> None:
+        doc = {"kind": "generator", "name": self.name, "pid": os.getpid(), "host": socket.gethostname(),
+               "started": time.time() - (time.monotonic() - self._started), "final": final,
+               **self.stats.as_dict()}
+        if not final:
+            doc["elapsed_s"] = time.monotonic() - self._started
+        try:
+            self.store.retry("heartbeat", lambda: self.store.heartbeat(self.proc_id, doc), timeout_s=5.0)
+        except (WireheadError, OSError) as exc:
+            _LOG.debug("heartbeat skipped: %s", exc)
+
+    def _heartbeat_loop(self) -> None:
+        while not self._beat_stop.wait(self.config.generator.heartbeat_s):
+            self._publish()

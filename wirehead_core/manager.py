@@ -1,0 +1,318 @@
+"""The swap manager: verifies the write generation as it fills and swaps it in by one collection rename.
+
+One manager at a time holds a leased lock in the ``state`` collection (which no swap touches); another manager
+takes over once the lease expires. While a generation fills the manager verifies each new commit record (chunks
+present, sizes and, with ``verify: full``, checksums) and hands back ids whose writer died. A swap is a sequence of
+idempotent steps, with the phase recorded in the ``swap`` state document before the first destructive one, so a
+manager killed at any step is finished by the next without losing a committed sample:
+
+``seal`` → ``intent`` (phase = swapping) → ``strays`` → ``indexes`` → ``reads-doc`` → ``rename`` (gen.N → read, O(1))
+→ ``open-next`` → ``publish`` (phase = idle, read = N, write = N + 1) → ``event``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+import socket
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from typing import Any, Optional
+
+from wirehead_core.codec import field_meta_from_doc, verify_payload
+from wirehead_core.config import Config
+from wirehead_core.errors import CorruptSampleError, LeaseLostError, StoreUnavailableError
+from wirehead_core.store import Store
+
+__all__ = ["SwapManager", "SWAP_STEPS", "fault_hook_from_env"]
+
+_LOG = logging.getLogger(__name__)
+
+#: The named steps of a swap, in order; a fault hook is called with each name before that step runs.
+SWAP_STEPS = ("seal", "intent", "strays", "indexes", "reads-doc", "rename", "open-next", "publish", "event")
+
+
+@dataclasses.dataclass
+class _GenState:
+    """What this manager knows about one write generation."""
+
+    verified: dict[int, str] = dataclasses.field(default_factory=dict)  # id -> token
+    committed_seen: int = -1
+    missing_since: dict[int, float] = dataclasses.field(default_factory=dict)
+    reissued: int = 0
+    corrupt: int = 0
+    last_reissue_check: float = 0.0
+
+
+class SwapManager:
+    """Runs swaps for one namespace.
+
+    Args:
+        config (Config): validated configuration.
+        name (str, optional): shown in the lock document and events.
+        fault_hook (Callable[[str], None], optional): called with each step name of `SWAP_STEPS` before the step
+            runs; used by tests and the chaos harness to pause or kill the manager at a precise point.
+    """
+
+    def __init__(self, config: Config, name: Optional[str] = None,
+                 fault_hook: Optional[Callable[[str], None]] = None) -> None:
+        self.config = config
+        self.name = name or f"{socket.gethostname()}:{os.getpid()}"
+        self.owner = f"{self.name}:{uuid.uuid4().hex[:8]}"
+        self.stop_event = threading.Event()
+        self.store = Store(config, stop_event=self.stop_event)
+        self.fault_hook = fault_hook
+        self.swaps_done = 0
+        self._gens: dict[int, _GenState] = {}
+        self._opened: set[int] = set()
+        self._holding = False
+
+    def stop(self) -> None:
+        """Ask `run` to return after the current step."""
+        self.stop_event.set()
+
+    def run(self, max_swaps: Optional[int] = None, duration_s: Optional[float] = None) -> int:
+        """Hold the lock and swap generations until stopped; returns the number of swaps this manager did.
+
+        Args:
+            max_swaps: return after this many swaps.
+            duration_s: return after this many seconds.
+        """
+        cfg = self.config.manager
+        deadline = None if duration_s is None else time.monotonic() + duration_s
+        waiting_logged = False
+        try:
+            while not self.stop_event.is_set():
+                if max_swaps is not None and self.swaps_done >= max_swaps:
+                    break
+                if deadline is not None and time.monotonic() >= deadline:
+                    break
+                try:
+                    if not self._renew():
+                        if not waiting_logged:
+                            lock = self.store.lock_doc() or {}
+                            _LOG.info("manager %s: waiting for the lock held by %s", self.name, lock.get("owner"))
+                            waiting_logged = True
+                        self.stop_event.wait(min(cfg.lease_s / 4, 1.0))
+                        continue
+                    waiting_logged = False
+                    self.step()
+                except LeaseLostError as exc:
+                    _LOG.warning("manager %s: %s", self.name, exc)
+                    self._holding = False
+                    self._gens.clear()
+                    self._opened.clear()
+                except StoreUnavailableError:
+                    if self.stop_event.is_set():
+                        break
+                    raise
+                self.stop_event.wait(cfg.poll_s)
+        finally:
+            if self._holding:
+                try:
+                    self.store.release_lock(self.owner)
+                except Exception as exc:  # noqa: BLE001 - best effort on the way out
+                    _LOG.debug("lock release failed: %s", exc)
+            self.store.close()
+        return self.swaps_done
+
+    # ------------------------------------------------------------------ lock
+    def _renew(self) -> bool:
+        store = self.store
+        held = store.retry("lock", lambda: store.acquire_lock(self.owner, self.config.manager.lease_s))
+        if held and not self._holding:
+            _LOG.info("manager %s: holds the swap lock", self.name)
+        elif self._holding and not held:
+            raise LeaseLostError(f"lost the swap lock to {(store.lock_doc() or {}).get('owner')}")
+        self._holding = held
+        return held
+
+    def _checkpoint(self, step: str) -> None:
+        """Before each swap step: the fault hook, then make sure we still hold the lease."""
+        if self.fault_hook is not None:
+            self.fault_hook(step)
+        if not self._renew():
+            raise LeaseLostError(f"lost the swap lock before step {step!r}")
+
+    # ------------------------------------------------------------------ one loop iteration
+    def step(self) -> None:
+        """One pass: recover an interrupted swap, open generations, verify, reissue, and swap when full."""
+        store = self.store
+        state = store.retry("read swap state", store.swap_state)
+        if state is None:
+            store.retry("init", store.init_namespace)
+            state = store.swap_state()
+        if state["phase"] == "swapping":
+            _LOG.warning("manager %s: finishing the swap of generation %d interrupted earlier", self.name,
+                         state["swapping_gen"])
+            self._finish_swap(int(state["swapping_gen"]), float(state.get("swap_started", time.time())),
+                              recovered=True)
+            return
+        write = int(state["write_gen"])
+        carry = self.config.generator.backpressure == "carry"
+        gens = (write, write + 1) if carry else (write,)
+        for n in gens:
+            if n not in self._opened:
+                store.retry("open generation", lambda: store.open_generation(n, self.config.swap_cap))
+                self._opened.add(n)
+            self._verify_new(n)
+            self._reissue_stale(n)
+        for old in [g for g in self._gens if g < write]:
+            del self._gens[old]
+        gen = self._gens[write]
+        if len(gen.verified) >= self.config.swap_cap:
+            self._swap(write)
+
+    # ------------------------------------------------------------------ verification
+    def _verify_new(self, n: int) -> None:
+        store, gen = self.store, self._gens.setdefault(n, _GenState())
+        coll = store.gen_name(n)
+        count = store.retry("count", lambda: store.count_committed(coll))
+        if count == gen.committed_seen:
+            return
+        records = store.retry("records", lambda: store.records(coll, {"s": "c"}, {"t": 1, "f": 1, "k": 1}))
+        full = self.config.manager.verify == "full"
+        for rec in records:
+            sid = int(rec["_id"])
+            if sid in gen.verified:
+                continue
+            try:
+                self._verify_sample(coll, rec, full)
+                gen.verified[sid] = rec["t"]
+            except CorruptSampleError as exc:
+                gen.corrupt += 1
+                _LOG.error("manager %s: generation %d id %d is corrupt (%s); its id is handed back", self.name,
+                           n, sid, exc)
+                store.retry("remove corrupt", lambda: store.remove_committed(n, sid, rec["t"]))
+        gen.committed_seen = count
+
+    def _verify_sample(self, coll: str, rec: dict[str, Any], full: bool) -> None:
+        metas = [field_meta_from_doc(f) for f in rec["f"]]
+        docs = self.store.retry("chunks", lambda: self.store.chunk_docs(coll, rec["t"], with_data=full))
+        if len(docs) != rec["k"] or [d["c"] for d in docs] != list(range(rec["k"])):
+            raise CorruptSampleError(f"{len(docs)} chunks stored, {rec['k']} committed")
+        if sum(d["n"] for d in docs) != sum(m.nbytes for m in metas):
+            raise CorruptSampleError("chunk sizes do not add up to the committed payload")
+        if full:
+            verify_payload(metas, [bytes(d["d"]) for d in docs])
+
+    def _reissue_stale(self, n: int) -> None:
+        """Hand back ids whose writer stopped: stale claims and ids reserved but never claimed."""
+        gen = self._gens.setdefault(n, _GenState())
+        timeout = self.config.manager.reservation_timeout_s
+        now = time.time()
+        if now - gen.last_reissue_check < min(1.0, timeout / 4):
+            return
+        gen.last_reissue_check = now
+        store = self.store
+        doc = store.retry("gen doc", lambda: store.gen_doc(n))
+        if doc is None:
+            return
+        reserved = min(int(doc["next"]), int(doc["cap"]))
+        if len(gen.verified) >= reserved and not doc["free"]:
+            gen.missing_since.clear()
+            return
+        records = store.retry("records", lambda: store.records(store.gen_name(n), {}, {"t": 1, "s": 1, "at": 1}))
+        present = {int(r["_id"]) for r in records}
+        for rec in records:
+            if rec["s"] == "w" and rec["at"] < now - timeout:
+                if store.retry("reissue", lambda: store.reissue(n, int(rec["_id"]), rec["t"])):
+                    gen.reissued += 1
+                    _LOG.warning("manager %s: id %d of generation %d was claimed %.0f s ago and never committed; "
+                                 "reissued", self.name, rec["_id"], n, now - rec["at"])
+        missing = set(range(reserved)) - present - {int(s) for s in doc["free"]}
+        for sid in list(gen.missing_since):
+            if sid not in missing:
+                del gen.missing_since[sid]
+        for sid in missing:
+            first = gen.missing_since.setdefault(sid, now)
+            if now - first > timeout and store.retry("reissue", lambda: store.reissue(n, sid, None)):
+                gen.reissued += 1
+                del gen.missing_since[sid]
+                _LOG.warning("manager %s: id %d of generation %d was reserved but never claimed; reissued",
+                             self.name, sid, n)
+
+    # ------------------------------------------------------------------ the swap
+    def _swap(self, n: int) -> None:
+        store = self.store
+        started = time.time()
+        self._checkpoint("seal")
+        store.retry("seal", lambda: store.seal(n))
+        self._checkpoint("intent")
+        ok = store.retry("intent", lambda: store.set_swap_state(
+            {"phase": "idle", "write_gen": n}, {"phase": "swapping", "swapping_gen": n, "swap_started": started}))
+        if not ok:
+            _LOG.warning("manager %s: swap state changed under us; re-reading it", self.name)
+            return
+        self._finish_swap(n, started, recovered=False)
+
+    def _finish_swap(self, n: int, started: float, recovered: bool) -> None:
+        store, cap = self.store, self.config.swap_cap
+        coll = store.gen_name(n)
+        gen = self._gens.get(n, _GenState())
+        removed = 0
+        if store.retry("exists", lambda: store.collection_exists(coll)):
+            self._checkpoint("strays")
+            tokens = [r["t"] for r in store.retry("records", lambda: store.records(coll, {"s": "c"}, {"t": 1}))]
+            removed = store.retry("strays", lambda: store.remove_strays(n, tokens))
+            self._checkpoint("indexes")
+            store.retry("indexes", lambda: store.ensure_indexes(coll))
+            self._checkpoint("reads-doc")
+            store.retry("reads doc", lambda: store.create_reads_doc(n))
+            self._checkpoint("rename")
+            store.retry("rename", lambda: store.rename_to_read(n))
+        self._checkpoint("open-next")
+        carry = self.config.generator.backpressure == "carry"
+        for m in (n + 1, n + 2) if carry else (n + 1,):
+            store.retry("open generation", lambda: store.open_generation(m, cap))
+            self._opened.add(m)
+        self._checkpoint("publish")
+        published = store.retry("publish", lambda: store.set_swap_state(
+            {"phase": "swapping", "swapping_gen": n},
+            {"phase": "idle", "read_gen": n, "write_gen": n + 1, "read_count": cap, "swapping_gen": None}))
+        if not published:
+            return
+        self._checkpoint("event")
+        finished = time.time()
+        event = {"_id": n, "generation": n, "started_at": started, "finished_at": finished,
+                 "duration_s": finished - started, "committed": cap, "strays_removed": removed,
+                 "reissued": gen.reissued, "corrupt": gen.corrupt, "manager": self.name, "recovered": recovered}
+        store.retry("event", lambda: store.insert_event(event))
+        store.retry("cleanup", lambda: store.drop_leftover_generations(n + 1))
+        self._gens.pop(n, None)
+        self.swaps_done += 1
+        _LOG.info("manager %s: generation %d swapped in (%d samples, %.3f s%s)", self.name, n, cap,
+                  finished - started, ", recovered" if recovered else "")
+
+
+def fault_hook_from_env() -> Optional[Callable[[str], None]]:
+    """A fault hook configured by environment variables, for fault-injection tests and the chaos harness.
+
+    ``WIREHEAD_FAULT_PAUSE=step[,step...]:seconds`` pauses before those steps of `SWAP_STEPS`;
+    ``WIREHEAD_FAULT_FILE=path`` receives the step name (one line) just before each pause, so a test can wait for
+    it and kill the process at that exact point.
+    """
+    spec = os.environ.get("WIREHEAD_FAULT_PAUSE")
+    if not spec:
+        return None
+    steps_part, _, seconds = spec.rpartition(":")
+    steps = set(steps_part.split(","))
+    unknown = steps - set(SWAP_STEPS)
+    if unknown:
+        raise ValueError(f"WIREHEAD_FAULT_PAUSE names unknown steps {sorted(unknown)}; known: {SWAP_STEPS}")
+    pause = float(seconds)
+    marker = os.environ.get("WIREHEAD_FAULT_FILE")
+
+    def hook(step: str) -> None:
+        if step in steps:
+            if marker:
+                with open(marker, "a") as fh:
+                    fh.write(step + "\n")
+            _LOG.warning("fault injection: pausing %.1f s before step %s", pause, step)
+            time.sleep(pause)
+
+    return hook
+

@@ -1,0 +1,433 @@
+"""The MongoDB layer: the only module that imports pymongo.
+
+Collections, all named ``<namespace>.<name>`` in the configured database:
+
+- ``state``: never renamed or dropped, so everything a swap needs survives it. Documents: ``swap`` (the read and
+  write generation numbers and the phase of a swap in progress), ``lock`` (the manager's leased lock), ``gen.N``
+  (generation N's id counter ``next``, ids handed back ``free``, ``open``), ``reads.N`` (read counts of generation N).
+- ``gen.N``: write generation N. Holds chunk documents ``{t: token, c: index, n: length, d: bytes}`` and one record
+  per sample id ``{_id: id, g: N, t: token, s: "w"|"c", ...}``: ``"w"`` while the writer holds the claim, ``"c"`` once
+  committed (with the field metadata). A sample is visible only through its commit record, written last.
+- ``read``: the read generation, a former ``gen.N`` renamed in O(1).
+- ``events``: one document per completed swap. ``procs``: one heartbeat document per generator / reader process.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import random
+import threading
+import time
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any, Optional, TypeVar
+
+import bson
+import pymongo
+from pymongo import errors as pme
+from pymongo.collection import Collection, ReturnDocument
+
+from wirehead_core.config import Config, redact_uri
+from wirehead_core.errors import StoreError, StoreUnavailableError
+
+__all__ = ["Store", "ping", "NETWORK_ERRORS"]
+
+_LOG = logging.getLogger(__name__)
+T = TypeVar("T")
+
+#: Errors that mean "the server is (temporarily) unreachable": retried with backoff.
+NETWORK_ERRORS = (pme.AutoReconnect, pme.ConnectionFailure, pme.NetworkTimeout, pme.ServerSelectionTimeoutError)
+#: Errors a cursor raises when its collection is renamed or dropped under it (a swap): the read is retried.
+_CURSOR_KILLED_CODES = {43, 96, 175, 237, 26}  # CursorNotFound, OperationFailed, QueryPlanKilled, CursorKilled, NsNotFound
+_DUPLICATE_KEY = 11000
+_NAMESPACE_NOT_FOUND = 26
+_NAMESPACE_EXISTS = 48
+#: Payload bytes per insert_many call: a few chunks per round trip, below the 48 MB message limit.
+_BATCH_BYTES = 32 * 1024 * 1024
+
+
+def ping(uri: str, timeout_s: float = 2.0) -> bool:
+    """True when a server answers ``ping`` at `uri` within `timeout_s`."""
+    client = pymongo.MongoClient(uri, serverSelectionTimeoutMS=int(timeout_s * 1000),
+                                 connectTimeoutMS=int(timeout_s * 1000))
+    try:
+        client.admin.command("ping")
+        return True
+    except (pme.PyMongoError, OSError):
+        return False
+    finally:
+        client.close()
+
+
+def is_cursor_killed(exc: Exception) -> bool:
+    """True when `exc` says a query's collection went away under it (renamed or dropped by a swap)."""
+    return isinstance(exc, pme.OperationFailure) and (exc.code in _CURSOR_KILLED_CODES or exc.code is None)
+
+
+class Store:
+    """Typed operations on one wirehead namespace. Safe to use across `fork` (a new client per process).
+
+    Args:
+        config (Config): the validated configuration.
+        stop_event (threading.Event, optional): set to abandon retries through an outage (clean shutdown).
+    """
+
+    def __init__(self, config: Config, stop_event: Optional[threading.Event] = None) -> None:
+        self.config = config
+        self.ns = config.mongo.namespace
+        self.stop_event = stop_event or threading.Event()
+        self._client: Optional[pymongo.MongoClient] = None
+        self._pid = -1
+        self._lock = threading.Lock()
+
+    # ------------------------------------------------------------------ connection
+    @property
+    def db(self) -> Any:
+        """The database handle, creating the client lazily (again after a fork)."""
+        with self._lock:
+            if self._client is None or self._pid != os.getpid():
+                timeout_ms = int(self.config.mongo.connect_timeout_s * 1000)
+                self._client = pymongo.MongoClient(
+                    self.config.mongo.uri, serverSelectionTimeoutMS=timeout_ms, connectTimeoutMS=timeout_ms,
+                    socketTimeoutMS=max(60_000, 10 * timeout_ms), appname="wirehead", connect=False)
+                self._pid = os.getpid()
+            return self._client[self.config.mongo.database]
+
+    def close(self) -> None:
+        """Close the client of this process."""
+        with self._lock:
+            if self._client is not None and self._pid == os.getpid():
+                self._client.close()
+            self._client = None
+
+    def coll(self, name: str) -> Collection:
+        """Collection ``<namespace>.<name>``."""
+        return self.db[f"{self.ns}.{name}"]
+
+    @staticmethod
+    def gen_name(n: int) -> str:
+        """Collection name (without namespace) of write generation `n`."""
+        return f"gen.{n}"
+
+    def retry(self, what: str, fn: Callable[[], T], timeout_s: Optional[float] = None) -> T:
+        """Run `fn`, retrying through network errors with jittered backoff.
+
+        Args:
+            what: a short description for logs and the final error.
+            fn: the operation; must be safe to repeat.
+            timeout_s: give up after this long (None = the config's ``mongo.outage_timeout_s``; 0 = never).
+
+        Raises:
+            StoreUnavailableError: the server stayed unreachable, or `stop_event` was set.
+        """
+        limit = self.config.mongo.outage_timeout_s if timeout_s is None else timeout_s
+        start = time.monotonic()
+        delay = 0.05
+        warned = False
+        while True:
+            try:
+                return fn()
+            except NETWORK_ERRORS as exc:
+                elapsed = time.monotonic() - start
+                if self.stop_event.is_set() or (limit and elapsed >= limit):
+                    raise StoreUnavailableError(
+                        f"{what}: database at {redact_uri(self.config.mongo.uri)} unreachable for {elapsed:.1f} s "
+                        f"({type(exc).__name__})") from exc
+                if not warned and elapsed > 1.0:
+                    _LOG.warning("%s: database unreachable (%s), retrying", what, type(exc).__name__)
+                    warned = True
+                self.stop_event.wait(delay * (0.5 + random.random()))
+                delay = min(delay * 2, 2.0)
+
+    # ------------------------------------------------------------------ state documents
+    def swap_state(self) -> Optional[dict[str, Any]]:
+        """The ``swap`` document, or None before any manager initialised the namespace."""
+        return self.coll("state").find_one({"_id": "swap"})
+
+    def gen_doc(self, n: int) -> Optional[dict[str, Any]]:
+        """The counter document of generation `n`."""
+        return self.coll("state").find_one({"_id": f"gen.{n}"})
+
+    def init_namespace(self) -> None:
+        """Create the fixed collections and the ``swap`` document (manager only; idempotent)."""
+        existing = set(self.db.list_collection_names())
+        for name in ("state", "events", "procs"):
+            if f"{self.ns}.{name}" not in existing:
+                try:
+                    self.db.create_collection(f"{self.ns}.{name}")
+                except pme.CollectionInvalid:
+                    pass
+        self._insert_once(self.coll("state"), {"_id": "swap", "read_gen": None, "write_gen": 0, "phase": "idle",
+                                               "read_count": 0, "swaps": 0})
+
+    @staticmethod
+    def _insert_once(coll: Collection, doc: dict[str, Any]) -> bool:
+        try:
+            coll.insert_one(doc)
+            return True
+        except pme.DuplicateKeyError:
+            return False
+
+    def open_generation(self, n: int, cap: int) -> None:
+        """Create write generation `n`: its collection, indexes and counter document (manager only; idempotent)."""
+        name = f"{self.ns}.{self.gen_name(n)}"
+        if name not in self.db.list_collection_names(filter={"name": name}):
+            try:
+                self.db.create_collection(name)
+            except pme.CollectionInvalid:
+                pass
+        self.ensure_indexes(self.gen_name(n))
+        self._insert_once(self.coll("state"), {"_id": f"gen.{n}", "next": 0, "free": [], "open": True, "cap": cap,
+                                               "created_at": time.time()})
+
+    def ensure_indexes(self, coll_name: str) -> None:
+        """The indexes every generation needs: chunks by token, records by state."""
+        coll = self.coll(coll_name)
+        coll.create_index([("t", pymongo.ASCENDING)], name="token")
+        coll.create_index([("s", pymongo.ASCENDING)], name="state")
+
+    def set_swap_state(self, expect: dict[str, Any], update: dict[str, Any]) -> bool:
+        """Compare-and-set on the ``swap`` document: apply `update` only if it still matches `expect`."""
+        res = self.coll("state").update_one({"_id": "swap", **expect}, {"$set": update})
+        return res.matched_count == 1
+
+    # ------------------------------------------------------------------ lock
+    def acquire_lock(self, owner: str, lease_s: float) -> bool:
+        """Take or renew the manager lock for `lease_s` seconds; False while another owner's lease is live."""
+        state = self.coll("state")
+        self._insert_once(state, {"_id": "lock", "owner": None, "expires": 0.0, "epoch": 0})
+        now = time.time()
+        doc = state.find_one_and_update(
+            {"_id": "lock", "$or": [{"owner": owner}, {"owner": None}, {"expires": {"$lt": now}}]},
+            {"$set": {"owner": owner, "expires": now + lease_s, "renewed": now}},
+            return_document=ReturnDocument.AFTER)
+        return doc is not None and doc.get("owner") == owner
+
+    def release_lock(self, owner: str) -> None:
+        """Give the lock up (only if `owner` holds it)."""
+        self.coll("state").update_one({"_id": "lock", "owner": owner}, {"$set": {"owner": None, "expires": 0.0}})
+
+    def lock_doc(self) -> Optional[dict[str, Any]]:
+        """The lock document."""
+        return self.coll("state").find_one({"_id": "lock"})
+
+    # ------------------------------------------------------------------ generator side
+    def reserve(self, n: int) -> Optional[int]:
+        """Reserve a sample id in open generation `n`: a handed-back id first, else the next one below the cap."""
+        state = self.coll("state")
+        doc = state.find_one_and_update({"_id": f"gen.{n}", "open": True, "free.0": {"$exists": True}},
+                                        {"$pop": {"free": -1}}, return_document=ReturnDocument.BEFORE)
+        if doc is not None:
+            return int(doc["free"][0])
+        doc = state.find_one({"_id": f"gen.{n}"}, {"next": 1, "cap": 1, "open": 1})
+        if doc is None or not doc.get("open") or doc["next"] >= doc["cap"]:
+            return None
+        doc = state.find_one_and_update({"_id": f"gen.{n}", "open": True, "next": {"$lt": doc["cap"]}},
+                                        {"$inc": {"next": 1}}, return_document=ReturnDocument.AFTER)
+        return None if doc is None else int(doc["next"]) - 1
+
+    def claim(self, n: int, sid: int, token: str, owner: str) -> bool:
+        """Record that `token` is being written as id `sid` of generation `n`; False if another writer has it."""
+        coll = self.coll(self.gen_name(n))
+        try:
+            coll.insert_one({"_id": sid, "g": n, "t": token, "s": "w", "at": time.time(), "o": owner})
+            return True
+        except pme.DuplicateKeyError:
+            doc = coll.find_one({"_id": sid}, {"t": 1})
+            return doc is not None and doc.get("t") == token
+
+    def renew_claim(self, n: int, sid: int, token: str) -> bool:
+        """Extend a claim while a large sample is written; False if the claim was taken away."""
+        res = self.coll(self.gen_name(n)).update_one({"_id": sid, "t": token, "s": "w"}, {"$set": {"at": time.time()}})
+        return res.matched_count == 1
+
+    def write_chunks(self, n: int, token: str, chunks: Sequence[bytes], renew: Callable[[], None]) -> None:
+        """Insert the chunk documents of one sample (idempotent: ids are fixed client-side, duplicates ignored)."""
+        coll = self.coll(self.gen_name(n))
+        docs = [{"_id": bson.ObjectId(), "t": token, "c": i, "n": len(c), "d": bson.Binary(c)}
+                for i, c in enumerate(chunks)]
+        batch: list[dict[str, Any]] = []
+        size = 0
+        for doc in docs:
+            batch.append(doc)
+            size += doc["n"]
+            if size >= _BATCH_BYTES:
+                self._insert_batch(coll, batch)
+                renew()
+                batch, size = [], 0
+        if batch:
+            self._insert_batch(coll, batch)
+
+    def _insert_batch(self, coll: Collection, batch: list[dict[str, Any]]) -> None:
+        def attempt() -> None:
+            try:
+                coll.insert_many(batch, ordered=False)
+            except pme.BulkWriteError as exc:
+                bad = [e for e in exc.details.get("writeErrors", []) if e.get("code") != _DUPLICATE_KEY]
+                if bad:
+                    raise StoreError(f"chunk insert failed: {bad[0].get('errmsg')}") from exc
+        self.retry("write chunks", attempt)
+
+    def commit(self, n: int, sid: int, token: str, meta: dict[str, Any]) -> bool:
+        """Turn the claim into a commit record (compare-and-set on the token); True if this writer committed."""
+        coll = self.coll(self.gen_name(n))
+        res = coll.update_one({"_id": sid, "t": token, "s": "w"},
+                              {"$set": {"s": "c", "at": time.time(), **meta}})
+        if res.matched_count == 1:
+            return True
+        doc = coll.find_one({"_id": sid}, {"t": 1, "s": 1})
+        return doc is not None and doc.get("t") == token and doc.get("s") == "c"
+
+    def abandon(self, n: int, sid: int, token: str) -> None:
+        """Withdraw an uncommitted claim: remove it and its chunks and hand the id back."""
+        coll = self.coll(self.gen_name(n))
+        res = coll.delete_one({"_id": sid, "t": token, "s": "w"})
+        coll.delete_many({"t": token, "s": {"$exists": False}})
+        if res.deleted_count == 1:
+            self.coll("state").update_one({"_id": f"gen.{n}"}, {"$addToSet": {"free": sid}})
+
+    def drop_token_chunks(self, n: int, token: str) -> None:
+        """Remove the chunks of a sample that lost its claim."""
+        self.coll(self.gen_name(n)).delete_many({"t": token, "s": {"$exists": False}})
+
+    def heartbeat(self, proc_id: str, doc: dict[str, Any]) -> None:
+        """Publish one process's counters."""
+        self.coll("procs").replace_one({"_id": proc_id}, {"_id": proc_id, **doc, "updated": time.time()}, upsert=True)
+
+    # ------------------------------------------------------------------ manager side
+    def records(self, coll_name: str, query: dict[str, Any], projection: Optional[dict[str, Any]] = None
+                ) -> list[dict[str, Any]]:
+        """Sample records (claims and commits) matching `query`, sorted by id client-side."""
+        docs = list(self.coll(coll_name).find({"s": {"$in": ["w", "c"]}, **query}, projection))
+        docs.sort(key=lambda d: d["_id"])
+        return docs
+
+    def count_committed(self, coll_name: str) -> int:
+        """How many commit records a generation holds."""
+        return self.coll(coll_name).count_documents({"s": "c"})
+
+    def chunk_docs(self, coll_name: str, token: str, with_data: bool = True) -> list[dict[str, Any]]:
+        """The chunk documents of one sample, in chunk order (sorted client-side)."""
+        projection = {"c": 1, "n": 1, "d": 1} if with_data else {"c": 1, "n": 1}
+        docs = list(self.coll(coll_name).find({"t": token, "s": {"$exists": False}}, projection))
+        docs.sort(key=lambda d: d["c"])
+        return docs
+
+    def reissue(self, n: int, sid: int, token: Optional[str]) -> bool:
+        """Take id `sid` from a dead or stopped writer and hand it to the next reserver."""
+        coll = self.coll(self.gen_name(n))
+        if token is not None:
+            res = coll.delete_one({"_id": sid, "t": token, "s": "w"})
+            if res.deleted_count != 1:
+                return False
+            coll.delete_many({"t": token, "s": {"$exists": False}})
+        res = self.coll("state").update_one({"_id": f"gen.{n}", "free": {"$ne": sid}}, {"$push": {"free": sid}})
+        return res.modified_count == 1
+
+    def remove_committed(self, n: int, sid: int, token: str) -> None:
+        """Remove a committed sample that failed verification and hand its id back."""
+        coll = self.coll(self.gen_name(n))
+        if coll.delete_one({"_id": sid, "t": token, "s": "c"}).deleted_count == 1:
+            coll.delete_many({"t": token, "s": {"$exists": False}})
+            self.coll("state").update_one({"_id": f"gen.{n}", "free": {"$ne": sid}}, {"$push": {"free": sid}})
+
+    def seal(self, n: int) -> None:
+        """Close generation `n` to new reservations."""
+        self.coll("state").update_one({"_id": f"gen.{n}"}, {"$set": {"open": False}})
+
+    def remove_strays(self, n: int, tokens: Iterable[str]) -> int:
+        """Delete uncommitted claims and every chunk whose token is not a committed sample's; returns docs removed."""
+        coll = self.coll(self.gen_name(n))
+        removed = coll.delete_many({"s": "w"}).deleted_count
+        keep = set(tokens)
+        stray_tokens = [t for t in coll.distinct("t", {"s": {"$exists": False}}) if t not in keep]
+        if stray_tokens:
+            removed += coll.delete_many({"t": {"$in": stray_tokens}, "s": {"$exists": False}}).deleted_count
+        return removed
+
+    def collection_exists(self, coll_name: str) -> bool:
+        """Whether ``<namespace>.<coll_name>`` exists."""
+        name = f"{self.ns}.{coll_name}"
+        return bool(self.db.list_collection_names(filter={"name": name}))
+
+    def rename_to_read(self, n: int) -> bool:
+        """Replace the read collection by generation `n` in one rename; False if `n` was already renamed."""
+        try:
+            self.coll(self.gen_name(n)).rename(f"{self.ns}.read", dropTarget=True)
+            return True
+        except pme.OperationFailure as exc:
+            if exc.code == _NAMESPACE_NOT_FOUND or "not found" in str(exc).lower() or "does not exist" in str(exc):
+                return False
+            raise
+
+    def create_reads_doc(self, n: int) -> None:
+        """Create generation `n`'s read-count document before readers can see it."""
+        self._insert_once(self.coll("state"), {"_id": f"reads.{n}", "total": 0, "per": {}})
+
+    def insert_event(self, event: dict[str, Any]) -> None:
+        """Record a completed swap (idempotent by generation)."""
+        self.coll("events").replace_one({"_id": event["generation"]}, event, upsert=True)
+
+    def drop_leftover_generations(self, below: int) -> list[str]:
+        """Drop ``gen.K`` collections for K < `below` (recreated by writers that lost their claim); names dropped."""
+        dropped = []
+        prefix = f"{self.ns}.gen."
+        for name in self.db.list_collection_names():
+            if name.startswith(prefix) and name[len(prefix):].isdigit() and int(name[len(prefix):]) < below:
+                self.db.drop_collection(name)
+                dropped.append(name)
+        return dropped
+
+    # ------------------------------------------------------------------ reader side
+    def read_table(self) -> list[dict[str, Any]]:
+        """Commit records of the read generation (id, generation, token, field metadata), sorted by id."""
+        try:
+            docs = list(self.coll("read").find({"s": "c"}, {"_id": 1, "g": 1, "t": 1, "f": 1, "k": 1}))
+        except pme.OperationFailure as exc:
+            if is_cursor_killed(exc):
+                return []  # renamed over mid-read: the caller reloads
+            raise
+        docs.sort(key=lambda d: d["_id"])
+        return docs
+
+    def read_chunks(self, token: str) -> list[bytes]:
+        """The chunk payloads of one sample in the read generation, in order ([] once it was swapped out)."""
+        try:
+            docs = self.chunk_docs("read", token)
+        except pme.OperationFailure as exc:
+            if is_cursor_killed(exc):
+                return []
+            raise
+        return [bytes(d["d"]) for d in docs]
+
+    def add_reads(self, gen: int, per_sid: dict[int, int]) -> None:
+        """Add read counts of generation `gen` in one update (batched by the dataset)."""
+        inc: dict[str, int] = {f"per.{sid}": k for sid, k in per_sid.items()}
+        inc["total"] = sum(per_sid.values())
+        self.coll("state").update_one({"_id": f"reads.{gen}"}, {"$inc": inc})
+
+    # ------------------------------------------------------------------ status
+    def snapshot(self) -> dict[str, Any]:
+        """Everything `wirehead status` reports, read in a few queries."""
+        state = self.coll("state")
+        swap = state.find_one({"_id": "swap"})
+        lock = state.find_one({"_id": "lock"})
+        gens = {d["_id"]: d for d in state.find({"_id": {"$regex": "^gen\\."}})}
+        reads = {d["_id"]: d for d in state.find({"_id": {"$regex": "^reads\\."}}, {"total": 1})}
+        events = list(self.coll("events").find({}))
+        events.sort(key=lambda e: e["_id"])
+        procs = list(self.coll("procs").find({}))
+        committed = {}
+        if swap is not None:
+            for n in (swap["write_gen"], swap["write_gen"] + 1):
+                if f"gen.{n}" in gens:
+                    committed[n] = self.count_committed(self.gen_name(n))
+        return {"swap": swap, "lock": lock, "gens": gens, "reads": reads, "events": events, "procs": procs,
+                "committed": committed}
+
+    def server_status(self) -> dict[str, Any]:
+        """The server's ``serverStatus`` (empty if the server does not support it)."""
+        try:
+            return self.db.client.admin.command("serverStatus")
+        except pme.PyMongoError:
+            return {}
