@@ -1,4 +1,12 @@
-"""wirehead: synthetic data generated on the fly, cached in MongoDB, read by PyTorch while training runs."""
+"""wirehead: synthetic data generated on the fly, cached in MongoDB, read by PyTorch while training runs.
+
+Heavy parts (torch, pymongo) are imported on first use, so ``import wirehead_core`` and the CLI start fast.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
 
 from wirehead_core.config import Config, load_config
 from wirehead_core.errors import (
@@ -12,6 +20,19 @@ from wirehead_core.errors import (
     WireheadError,
 )
 
+_LAZY = {
+    "Generator": "wirehead_core.generator",
+    "GeneratorStats": "wirehead_core.generator",
+    "SourceError": "wirehead_core.generator",
+    "SwapManager": "wirehead_core.manager",
+    "WireheadDataset": "wirehead_core.dataset",
+    "LocalServer": "wirehead_core.server",
+    "collect_status": "wirehead_core.status",
+    "CacheStatus": "wirehead_core.status",
+    "encode_sample": "wirehead_core.codec",
+    "decode_sample": "wirehead_core.codec",
+}
+
 __all__ = [
     "Config",
     "load_config",
@@ -23,4 +44,12 @@ __all__ = [
     "StoreUnavailableError",
     "LeaseLostError",
     "ServerError",
+    *_LAZY,
 ]
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'wirehead_core' has no attribute {name!r}")
+    return getattr(importlib.import_module(module), name)

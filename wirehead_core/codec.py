@@ -77,7 +77,7 @@ def _as_numpy(value: Any, name: str) -> tuple[np.ndarray, str]:
             if tensor.device.type != "cpu":
                 tensor = tensor.cpu()
             if tensor.dtype == torch.bfloat16:
-                return np.ascontiguousarray(tensor.contiguous().view(torch.int16).numpy()), _BFLOAT16
+                return _c_order(tensor.contiguous().view(torch.int16).numpy()), _BFLOAT16
             try:
                 arr = tensor.contiguous().numpy()
             except TypeError as exc:
@@ -89,11 +89,20 @@ def _as_numpy(value: Any, name: str) -> tuple[np.ndarray, str]:
     if dtype not in _NUMPY_DTYPES or arr.dtype.byteorder == ">":
         raise SampleError(f"field {name!r}: dtype {arr.dtype} is not supported "
                           f"(supported: {', '.join(list(_NUMPY_DTYPES) + [_BFLOAT16])})")
-    return np.ascontiguousarray(arr), dtype
+    return _c_order(arr), dtype
+
+
+def _c_order(arr: np.ndarray) -> np.ndarray:
+    """`arr` itself when C-contiguous, else a C-ordered copy (0-d arrays stay 0-d, unlike ascontiguousarray)."""
+    return arr if arr.flags.c_contiguous else arr.copy(order="C")
 
 
 def _check_values(arr: np.ndarray, name: str, dtype: str, nan_policy: str) -> None:
-    if nan_policy == "reject" and dtype in ("float16", "float32", "float64", "complex64", "complex128"):
+    if nan_policy != "reject":
+        return
+    if dtype == _BFLOAT16:  # bfloat16 bits are the high half of a float32
+        arr = (arr.view(np.uint16).astype(np.uint32) << 16).view(np.float32)
+    if arr.dtype.kind in "fc":
         if not np.isfinite(arr).all():
             raise SampleError(f"field {name!r}: contains NaN or Inf and nan_policy is 'reject'")
 

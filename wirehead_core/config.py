@@ -74,8 +74,8 @@ class MongoConfig:
     def validate(self, key: str) -> None:
         _check(self.uri.startswith(("mongodb://", "mongodb+srv://")), f"{key}.uri",
                "expected a mongodb:// or mongodb+srv:// URI")
-        _check(bool(self.database) and not set(self.database) & set('/\\. "$'), f"{key}.database",
-               "expected a non-empty name without / \\ . space \" $")
+        _check(bool(self.database) and not set(self.database) & set('/\\. "$') and len(self.database) <= 63,
+               f"{key}.database", "expected a non-empty name of at most 63 characters without / \\ . space \" $")
         _check(bool(self.namespace) and not set(self.namespace) & set('$ '), f"{key}.namespace",
                "expected a non-empty prefix without $ or spaces")
         _check(self.connect_timeout_s > 0, f"{key}.connect_timeout_s", "expected a number > 0")

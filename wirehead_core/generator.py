@@ -186,36 +186,34 @@ class Generator:
         """An id in the write generation (or the next one under ``carry``), blocking while both are full."""
         store = self.store
         carry = self.config.generator.backpressure == "carry"
-        blocked_since: Optional[float] = None
         waiting_logged = False
-        try:
-            while not self.stop_event.is_set():
-                if self._write_gen is None:
-                    state = store.retry("read swap state", store.swap_state)
-                    if state is None:
-                        if not waiting_logged:
-                            _LOG.info("generator %s: waiting for a swap manager to open the first generation",
-                                      self.name)
-                            waiting_logged = True
-                        blocked_since = blocked_since or time.monotonic()
-                        self.stop_event.wait(self.config.generator.poll_s * 4)
-                        continue
-                    self._write_gen = int(state["write_gen"])
-                gen = self._write_gen
-                for candidate in (gen, gen + 1) if carry else (gen,):
-                    sid = store.retry("reserve", lambda: store.reserve(candidate))
-                    if sid is not None:
-                        return candidate, sid
+        while not self.stop_event.is_set():
+            if self._write_gen is None:
                 state = store.retry("read swap state", store.swap_state)
-                if state is not None and int(state["write_gen"]) != gen:
-                    self._write_gen = int(state["write_gen"])
+                if state is None:
+                    if not waiting_logged:
+                        _LOG.info("generator %s: waiting for a swap manager to open the first generation", self.name)
+                        waiting_logged = True
+                    self._blocked_wait(self.config.generator.poll_s * 4)
                     continue
-                blocked_since = blocked_since or time.monotonic()
-                self.stop_event.wait(self.config.generator.poll_s)
-            return None
-        finally:
-            if blocked_since is not None:
-                self.stats.blocked_s += time.monotonic() - blocked_since
+                self._write_gen = int(state["write_gen"])
+            gen = self._write_gen
+            for candidate in (gen, gen + 1) if carry else (gen,):
+                sid = store.retry("reserve", lambda: store.reserve(candidate))
+                if sid is not None:
+                    return candidate, sid
+            state = store.retry("read swap state", store.swap_state)
+            if state is not None and int(state["write_gen"]) != gen:
+                self._write_gen = int(state["write_gen"])
+                continue
+            self._blocked_wait(self.config.generator.poll_s)
+        return None
+
+    def _blocked_wait(self, seconds: float) -> None:
+        """Wait for a swap (backpressure), counting the time as blocked."""
+        started = time.monotonic()
+        self.stop_event.wait(seconds)
+        self.stats.blocked_s += time.monotonic() - started
 
     # ------------------------------------------------------------------ heartbeat
     def _publish(self, final: bool = False) -> None:
@@ -225,7 +223,7 @@ class Generator:
         if not final:
             doc["elapsed_s"] = time.monotonic() - self._started
         try:
-            self.store.retry("heartbeat", lambda: self.store.heartbeat(self.proc_id, doc), timeout_s=5.0)
+            self.store.retry("heartbeat", lambda: self.store.heartbeat(self.proc_id, doc), timeout_s=2.0)
         except (WireheadError, OSError) as exc:
             _LOG.debug("heartbeat skipped: %s", exc)
 

@@ -7,7 +7,7 @@ idempotent steps, with the phase recorded in the ``swap`` state document before 
 manager killed at any step is finished by the next without losing a committed sample:
 
 ``seal`` → ``intent`` (phase = swapping) → ``strays`` → ``indexes`` → ``reads-doc`` → ``rename`` (gen.N → read, O(1))
-→ ``open-next`` → ``publish`` (phase = idle, read = N, write = N + 1) → ``event``.
+→ ``open-next`` → ``event`` (recorded, idempotently) → ``publish`` (phase = idle, read = N, write = N + 1).
 """
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ __all__ = ["SwapManager", "SWAP_STEPS", "fault_hook_from_env"]
 _LOG = logging.getLogger(__name__)
 
 #: The named steps of a swap, in order; a fault hook is called with each name before that step runs.
-SWAP_STEPS = ("seal", "intent", "strays", "indexes", "reads-doc", "rename", "open-next", "publish", "event")
+SWAP_STEPS = ("seal", "intent", "strays", "indexes", "reads-doc", "rename", "open-next", "event", "publish")
 
 
 @dataclasses.dataclass
@@ -269,18 +269,18 @@ class SwapManager:
         for m in (n + 1, n + 2) if carry else (n + 1,):
             store.retry("open generation", lambda: store.open_generation(m, cap))
             self._opened.add(m)
-        self._checkpoint("publish")
-        published = store.retry("publish", lambda: store.set_swap_state(
-            {"phase": "swapping", "swapping_gen": n},
-            {"phase": "idle", "read_gen": n, "write_gen": n + 1, "read_count": cap, "swapping_gen": None}))
-        if not published:
-            return
         self._checkpoint("event")
         finished = time.time()
         event = {"_id": n, "generation": n, "started_at": started, "finished_at": finished,
                  "duration_s": finished - started, "committed": cap, "strays_removed": removed,
                  "reissued": gen.reissued, "corrupt": gen.corrupt, "manager": self.name, "recovered": recovered}
         store.retry("event", lambda: store.insert_event(event))
+        self._checkpoint("publish")
+        published = store.retry("publish", lambda: store.set_swap_state(
+            {"phase": "swapping", "swapping_gen": n},
+            {"phase": "idle", "read_gen": n, "write_gen": n + 1, "read_count": cap, "swapping_gen": None}))
+        if not published:
+            return
         store.retry("cleanup", lambda: store.drop_leftover_generations(n + 1))
         self._gens.pop(n, None)
         self.swaps_done += 1
@@ -292,6 +292,7 @@ def fault_hook_from_env() -> Optional[Callable[[str], None]]:
     """A fault hook configured by environment variables, for fault-injection tests and the chaos harness.
 
     ``WIREHEAD_FAULT_PAUSE=step[,step...]:seconds`` pauses before those steps of `SWAP_STEPS`;
+    ``WIREHEAD_FAULT_SKIP=k`` lets the first k matching steps pass without pausing;
     ``WIREHEAD_FAULT_FILE=path`` receives the step name (one line) just before each pause, so a test can wait for
     it and kill the process at that exact point.
     """
@@ -305,9 +306,13 @@ def fault_hook_from_env() -> Optional[Callable[[str], None]]:
         raise ValueError(f"WIREHEAD_FAULT_PAUSE names unknown steps {sorted(unknown)}; known: {SWAP_STEPS}")
     pause = float(seconds)
     marker = os.environ.get("WIREHEAD_FAULT_FILE")
+    skip = [int(os.environ.get("WIREHEAD_FAULT_SKIP", "0"))]
 
     def hook(step: str) -> None:
         if step in steps:
+            if skip[0] > 0:
+                skip[0] -= 1
+                return
             if marker:
                 with open(marker, "a") as fh:
                     fh.write(step + "\n")

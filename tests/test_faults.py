@@ -1,0 +1,199 @@
+"""Process death, pauses and server restarts: nothing partial is read, nothing committed is lost, no lock sticks."""
+
+from __future__ import annotations
+
+import os
+import random
+import signal
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from helpers import Reader, log_text, swaps, wait_until
+from wirehead_core.codec import decode_sample, field_meta_from_doc
+from wirehead_core.generator import Generator
+from wirehead_core.manager import SWAP_STEPS, SwapManager
+from wirehead_core.server import LocalServer
+from wirehead_core.sources import sample_seed, seeded
+from wirehead_core.store import Store
+
+
+def _seeds_of(store: Store, coll: str) -> set[int]:
+    """Seeds of every committed sample in a collection, decoded from the stored bytes."""
+    seeds = set()
+    for rec in store.records(coll, {"s": "c"}, {"t": 1, "f": 1}):
+        chunks = [bytes(d["d"]) for d in store.chunk_docs(coll, rec["t"])]
+        seeds.add(sample_seed(decode_sample([field_meta_from_doc(f) for f in rec["f"]], chunks, as_torch=False)))
+    return seeds
+
+
+def test_generator_killed_mid_write_never_exposes_a_partial_sample_and_swaps_continue(make_config, procs):
+    # 2 MB samples in 64 KiB chunks: a kill lands inside a sample's chunk writes most of the time.
+    config, path = make_config(swap_cap=4, chunk_bytes=64 * 1024,
+                               fields=[{"name": "image", "dtype": "float32", "shape": [64, 64, 128]},
+                                       {"name": "label", "dtype": "uint8", "shape": [64, 64, 128]}])
+    procs.manager(path)
+    steady = procs.generator(path, seed=10**9)
+    reader = Reader(config).start()
+    store = Store(config)
+    rng = random.Random(3)
+    for round_ in range(5):
+        victim = procs.generator(path, seed=(round_ + 2) * 10**9)
+        time.sleep(rng.uniform(0.5, 1.5))
+        victim.send_signal(signal.SIGKILL)
+        victim.wait()
+    after_kills = swaps(store)
+    wait_until(lambda: swaps(store) >= after_kills + 3, 120, "three more swaps after the kills")
+    reader.stop()
+    assert steady.poll() is None
+    assert reader.errors == [] and reader.corrupt == 0 and reader.conflicts == []
+    assert reader.reads > 0
+    events = list(store.coll("events").find({}))
+    assert all(e["committed"] == 4 for e in events)
+
+
+@pytest.mark.parametrize("step", SWAP_STEPS)
+def test_manager_killed_at_each_swap_step_is_finished_by_a_new_manager_without_loss(make_config, procs, tmp_path,
+                                                                                  step):
+    config, path = make_config(swap_cap=4, manager__lease_s=2)
+    marker = tmp_path / "fault"
+    fault_env = {"WIREHEAD_FAULT_PAUSE": f"{step}:120", "WIREHEAD_FAULT_FILE": str(marker),
+                 "WIREHEAD_FAULT_SKIP": "1"}  # pause in the second swap, so readers already have data
+    doomed = procs.manager(path, env=fault_env)
+    gens = [procs.generator(path, seed=(i + 1) * 10**9) for i in range(2)]
+    reader = Reader(config).start()
+    store = Store(config)
+    wait_until(lambda: marker.exists() and marker.read_text().strip() == step, 90, f"the manager to reach {step}")
+    state = store.swap_state()
+    swapping = state["swapping_gen"] if state["phase"] == "swapping" else state["write_gen"]
+    for g in gens:  # freeze the generations so the set of committed samples is fixed
+        g.send_signal(signal.SIGTERM)
+    for g in gens:
+        assert g.wait(timeout=30) == 0, log_text(g)
+    coll = f"gen.{swapping}"
+    committed = _seeds_of(store, coll) if store.collection_exists(coll) else _seeds_of(store, "read")
+    assert len(committed) == 4
+    doomed.send_signal(signal.SIGKILL)
+    doomed.wait()
+    killed_at = time.monotonic()
+    procs.manager(path)
+    wait_until(lambda: (store.swap_state() or {}).get("read_gen") == swapping
+               and store.swap_state()["phase"] == "idle", 60, f"generation {swapping} to be swapped in")
+    assert time.monotonic() - killed_at < 30, "the lock stayed stuck"
+    assert _seeds_of(store, "read") == committed, "a committed sample was lost or changed"
+    for i in range(2):
+        procs.generator(path, seed=(i + 5) * 10**9)
+    wait_until(lambda: swaps(store) >= swapping + 3, 90, "swaps to continue after recovery")
+    reader.stop()
+    assert reader.errors == [] and reader.corrupt == 0 and reader.conflicts == []
+    event = store.coll("events").find_one({"_id": swapping})
+    assert event is not None and event["committed"] == 4
+    lock = store.lock_doc()
+    assert lock["owner"] is not None and lock["expires"] > time.time() - 5
+
+
+def test_two_managers_never_swap_at_once_and_a_paused_one_is_replaced_after_its_lease(make_config, procs):
+    config, path = make_config(swap_cap=3, manager__lease_s=2)
+    first = procs.manager(path, "--name", "first")
+    store = Store(config)
+    wait_until(lambda: (store.lock_doc() or {}).get("owner", "") and store.lock_doc()["owner"].startswith("first"),
+               30, "the first manager to take the lock")
+    procs.manager(path, "--name", "second")
+    for i in range(2):
+        procs.generator(path, seed=(i + 1) * 10**9)
+    wait_until(lambda: swaps(store) >= 4, 60, "four swaps")
+    first.send_signal(signal.SIGSTOP)
+    paused_at = time.time()
+    try:
+        wait_until(lambda: store.lock_doc()["owner"].startswith("second"), 30, "the second manager to take over")
+        assert time.time() - paused_at < 2 * 2 + 3
+        before = swaps(store)
+        wait_until(lambda: swaps(store) >= before + 3, 60, "swaps by the second manager")
+    finally:
+        first.send_signal(signal.SIGCONT)
+    resumed = swaps(store)
+    wait_until(lambda: swaps(store) >= resumed + 3, 60, "swaps after the first manager resumed")
+    events = sorted(store.coll("events").find({}), key=lambda e: e["_id"])
+    assert [e["_id"] for e in events] == list(range(len(events)))
+    assert {e["manager"] for e in events} == {"first", "second"}
+    spans = [(e["started_at"], e["finished_at"]) for e in events]
+    assert all(a[1] <= b[0] for a, b in zip(spans, spans[1:])), "two managers swapped at the same time"
+    assert "lost the swap lock" in log_text(first)
+
+
+def test_server_stopped_and_restarted_while_generators_and_a_reader_run(make_config, procs, tmp_path):
+    server = LocalServer(tmp_path / "own-server")
+    server.start()
+    port = server.info.port
+    try:
+        config, path = make_config(swap_cap=4, mongo__uri=server.uri)
+        manager = procs.manager(path)
+        gens = [procs.generator(path, seed=(i + 1) * 10**9) for i in range(2)]
+        reader = Reader(config).start()
+        store = Store(config)
+        wait_until(lambda: swaps(store) >= 3, 60, "three swaps")
+        server.stop()
+        time.sleep(3)
+        server = LocalServer(tmp_path / "own-server", port=port)
+        server.start()
+        before = swaps(store)
+        wait_until(lambda: swaps(store) >= before + 3, 120, "three swaps after the restart")
+        reader.stop()
+        assert all(p.poll() is None for p in [manager, *gens]), "a process died during the outage"
+        assert reader.errors == [] and reader.corrupt == 0 and reader.conflicts == []
+        assert "unreachable" in log_text(gens[0]) + log_text(manager)
+    finally:
+        server.stop()
+
+
+def test_stale_claim_of_a_dead_writer_is_reissued_and_the_generation_completes(make_config):
+    config, _ = make_config(swap_cap=3, manager__reservation_timeout_s=1)
+    manager = SwapManager(config)
+    manager.step()
+    store = Store(config)
+    dead_sid = store.reserve(0)
+    assert store.claim(0, dead_sid, "dead-writer-token", "ghost")
+    store.write_chunks(0, "dead-writer-token", [b"half a sample"], renew=lambda: None)
+    thread = threading.Thread(target=manager.run, kwargs={"max_swaps": 1, "duration_s": 30})
+    thread.start()
+    stats = Generator(config, seeded(config, seed=1, count=2)).run()  # fills the other two ids
+    gen = Generator(config, seeded(config, seed=50, count=1))
+    gen.run()  # takes the reissued id once the claim has gone stale
+    thread.join()
+    assert stats.committed == 2 and gen.stats.committed == 1 and manager.swaps_done == 1
+    read = store.records("read", {})
+    assert sorted(r["_id"] for r in read) == [0, 1, 2] and all(r["s"] == "c" for r in read)
+    assert store.coll("read").count_documents({"t": "dead-writer-token"}) == 0, "the dead writer's chunks stayed"
+    event = store.coll("events").find_one({"_id": 0})
+    assert event["reissued"] == 1
+
+
+def test_sigterm_stops_a_generator_cleanly_without_a_visible_partial_sample(make_config, procs):
+    config, path = make_config(swap_cap=50, chunk_bytes=16 * 1024,
+                               fields=[{"name": "image", "dtype": "float32", "shape": [64, 64, 64]},
+                                       {"name": "label", "dtype": "uint8", "shape": [64, 64, 64]}])
+    SwapManager(config).step()
+    gen = procs.generator(path, seed=7)
+    store = Store(config)
+    wait_until(lambda: store.count_committed("gen.0") >= 3, 60, "three commits")
+    gen.send_signal(signal.SIGTERM)
+    assert gen.wait(timeout=30) == 0
+    assert store.coll("gen.0").count_documents({"s": "w"}) == 0
+    committed_tokens = {r["t"] for r in store.records("gen.0", {"s": "c"}, {"t": 1})}
+    assert set(store.coll("gen.0").distinct("t", {"s": {"$exists": False}})) == committed_tokens
+    assert '"committed"' in log_text(gen)
+
+
+def test_library_has_no_print_no_sys_exit_and_one_pymongo_module():
+    root = Path(__file__).resolve().parents[1] / "wirehead_core"
+    offenders = {"print(": [], "sys.exit": [], "import pymongo": [], "from pymongo": []}
+    for path in root.rglob("*.py"):
+        text = path.read_text()
+        for needle in offenders:
+            if needle in text:
+                offenders[needle].append(path.name)
+    assert offenders["print("] == [] and offenders["sys.exit"] == []
+    assert sorted(set(offenders["import pymongo"] + offenders["from pymongo"])) == ["store.py"]
+    assert os.sep not in "store.py"

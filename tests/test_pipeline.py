@@ -1,0 +1,130 @@
+"""End to end on a real server: generator processes, the manager process and PyTorch readers."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import numpy as np
+import pytest
+import torch
+from torch.utils.data import DataLoader
+
+from helpers import Reader, swaps, wait_until
+from wirehead_core.dataset import WireheadDataset
+from wirehead_core.generator import Generator
+from wirehead_core.manager import SwapManager
+from wirehead_core.sources import seeded, verify_seeded
+from wirehead_core.store import Store
+
+
+def test_four_generators_manager_and_dataloader_workers_run_twenty_swaps_with_every_byte_verified(make_config, procs):
+    config, path = make_config(swap_cap=5)
+    procs.manager(path)
+    for i in range(4):
+        procs.generator(path, seed=(i + 1) * 10**9)
+    store = Store(config)
+    loader = DataLoader(WireheadDataset(config, return_key=True), batch_size=3, shuffle=True, num_workers=2)
+    key_seed: dict[tuple[int, int], int] = {}
+    seed_key: dict[int, tuple[int, int]] = {}
+    reads = 0
+    deadline = time.monotonic() + 240
+    while swaps(store) < 20:
+        assert time.monotonic() < deadline, "fewer than 20 swaps in 240 s"
+        for images, labels, keys in loader:
+            for j in range(images.shape[0]):
+                seed = verify_seeded((images[j], labels[j]), config.fields)  # raises on any wrong byte
+                key = (int(keys[j, 0]), int(keys[j, 1]))
+                assert key_seed.setdefault(key, seed) == seed, "one (generation, id) returned two samples"
+                assert seed_key.setdefault(seed, key) == key, "one sample committed under two ids"
+                reads += 1
+    events = sorted(store.coll("events").find({}), key=lambda e: e["_id"])
+    assert [e["_id"] for e in events] == list(range(len(events)))
+    assert all(e["committed"] == 5 for e in events)
+    assert reads > 0 and len({k[0] for k in key_seed}) >= 2, "the readers did not follow the swaps"
+    assert all(0 <= sid < 5 for _, sid in key_seed)
+    intervals = [(e["started_at"], e["finished_at"]) for e in events]
+    assert all(a[1] <= b[0] for a, b in zip(intervals, intervals[1:])), "two swaps overlapped"
+
+
+def test_a_200_mb_sample_round_trips_through_the_server_bit_exactly(make_config):
+    config, _ = make_config(swap_cap=1, fields=[{"name": "volume", "dtype": "uint8"}], chunk_bytes=8 * 1024 * 1024,
+                            manager__reservation_timeout_s=60)
+    big = np.random.default_rng(7).integers(0, 256, size=200 * 1024 * 1024, dtype=np.uint8)
+    manager = SwapManager(config)
+    thread = threading.Thread(target=manager.run, kwargs={"max_swaps": 1, "duration_s": 240})
+    thread.start()
+    stats = Generator(config, iter([(big,)])).run()
+    thread.join()
+    assert stats.committed == 1 and manager.swaps_done == 1
+    ds = WireheadDataset(config)
+    (out,) = ds[0]
+    assert out.dtype == torch.uint8 and out.shape == (200 * 1024 * 1024,)
+    assert torch.equal(out, torch.from_numpy(big))
+    ds.close()
+
+
+def test_dataset_waits_for_the_first_generation_then_raises_timeout_naming_what_it_waited_for(make_config):
+    config, _ = make_config()
+    ds = WireheadDataset(config, wait_timeout_s=1.0)
+    started = time.monotonic()
+    with pytest.raises(TimeoutError, match="no swap has completed") as info:
+        len(ds)
+    assert 1.0 <= time.monotonic() - started < 10
+    assert config.mongo.database in str(info.value)
+
+
+def test_dataset_len_follows_the_read_generation_and_returns_dicts_with_keys(make_config):
+    config, _ = make_config(swap_cap=4)
+    manager = SwapManager(config)
+    thread = threading.Thread(target=manager.run, kwargs={"max_swaps": 1, "duration_s": 60})
+    thread.start()
+    Generator(config, seeded(config, seed=5, count=4)).run()
+    thread.join()
+    ds = WireheadDataset(config, return_dict=True, return_key=True)
+    assert len(ds) == 4
+    item = ds[2]
+    assert set(item) == {"image", "label", "key"}
+    assert item["image"].dtype == torch.float32 and item["label"].dtype == torch.uint8
+    assert item["key"].tolist() == [0, 2]
+    assert verify_seeded((item["image"], item["label"]), config.fields) in range(5, 9)
+    ds.flush_counts()
+    reads = Store(config).coll("state").find_one({"_id": "reads.0"})
+    assert reads["total"] == 1 and reads["per"] == {"2": 1}
+    ds.close()
+
+
+@pytest.mark.parametrize("policy, expected", [("block", 5), ("carry", 10)])
+def test_full_write_generation_blocks_or_carries_but_never_discards(make_config, policy, expected):
+    config, _ = make_config(swap_cap=5, generator__backpressure=policy)
+    manager = SwapManager(config)
+    manager.step()  # opens the write generation(s), then no manager runs: nothing is swapped
+    gen = Generator(config, seeded(config, seed=1))
+    thread = threading.Thread(target=gen.run)
+    thread.start()
+    try:
+        wait_until(lambda: gen.stats.committed >= expected and gen.stats.blocked_s > 0.5, 30,
+                   f"{expected} commits then blocking")
+    finally:
+        gen.stop()
+        thread.join(timeout=10)
+    assert gen.stats.committed == expected
+    assert gen.stats.produced == expected + gen.stats.abandoned  # the one in hand when stopped was withdrawn
+    store = Store(config)
+    assert store.count_committed("gen.0") == 5
+    assert store.count_committed("gen.1") == (5 if policy == "carry" else 0)
+    assert store.coll("gen.0").count_documents({"s": "w"}) == 0, "the stopped generator left a claim behind"
+
+
+def test_reads_during_continuous_swaps_never_mix_generations(make_config, procs):
+    config, path = make_config(swap_cap=3, manager__poll_s=0.01)
+    procs.manager(path)
+    procs.generator(path, seed=10**9)
+    procs.generator(path, seed=2 * 10**9)
+    reader = Reader(config).start()
+    store = Store(config)
+    wait_until(lambda: swaps(store) >= 15, 120, "15 swaps")
+    reader.stop()
+    assert reader.errors == [] and reader.corrupt == 0 and reader.conflicts == []
+    assert reader.reads > 0
+    assert reader.dataset.stats.generations_seen and len(reader.dataset.stats.generations_seen) >= 3
