@@ -91,7 +91,7 @@ def _cmd_generate(args: argparse.Namespace) -> int:
 
     config = _config(args)
     source = resolve_source(args.source, config, args.seed, _parse_kv(args.arg or [], "--arg"))
-    gen = Generator(config, source, name=args.name)
+    gen = Generator(config, source, name=args.name, commit_log=args.commit_log)
     gen.install_signal_handlers()
     stats = gen.run(max_samples=args.max_samples)
     _out(json.dumps({"generator": gen.name, **stats.as_dict()}))
@@ -158,6 +158,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=None, help="passed to the source function if it takes `seed`")
     p.add_argument("--max-samples", type=int, default=None, help="stop after committing this many samples")
     p.add_argument("--name", default=None, help="name shown in status output")
+    p.add_argument("--commit-log", default=None, help="append one JSON line per committed sample to this file")
     p.set_defaults(func=_cmd_generate)
 
     p = sub.add_parser("manager", help="run the swap manager")

@@ -10,6 +10,7 @@ the next generation (``backpressure: carry``).
 from __future__ import annotations
 
 import dataclasses
+import json
 import logging
 import os
 import signal
@@ -18,6 +19,7 @@ import threading
 import time
 import uuid
 from collections.abc import Iterable
+from pathlib import Path
 from typing import Any, Optional
 
 from wirehead_core.codec import EncodedSample, encode_sample
@@ -70,9 +72,12 @@ class Generator:
         config (Config): validated configuration.
         source (Iterable): yields tuples with one numpy array / torch tensor per configured field.
         name (str, optional): shown in status output; defaults to ``host:pid``.
+        commit_log (str | Path, optional): append one JSON line ``{"gen", "sid", "token"}`` per committed sample,
+            flushed at once, for audits (the chaos harness checks that no logged commit is ever lost).
     """
 
-    def __init__(self, config: Config, source: Iterable[Any], name: Optional[str] = None) -> None:
+    def __init__(self, config: Config, source: Iterable[Any], name: Optional[str] = None,
+                 commit_log: Optional[str | Path] = None) -> None:
         self.config = config
         self.source = source
         self.name = name or f"{socket.gethostname()}:{os.getpid()}"
@@ -83,6 +88,7 @@ class Generator:
         self._write_gen: Optional[int] = None
         self._started = 0.0
         self._beat_stop = threading.Event()
+        self._commit_log = open(commit_log, "a", buffering=1) if commit_log else None
 
     def stop(self) -> None:
         """Ask the run loop to finish (safe from signal handlers and other threads)."""
@@ -132,6 +138,8 @@ class Generator:
             beat.join(timeout=5)
             self._publish(final=True)
             self.store.close()
+            if self._commit_log is not None:
+                self._commit_log.close()
         _LOG.info("generator %s: produced %d, committed %d, blocked %.1f s", self.name, self.stats.produced,
                   self.stats.committed, self.stats.blocked_s)
         return self.stats
@@ -163,6 +171,8 @@ class Generator:
                 store.write_chunks(gen, token, encoded.chunks, renew)
                 renew()
                 if store.retry("commit", lambda: store.commit(gen, sid, token, meta)):
+                    if self._commit_log is not None:
+                        self._commit_log.write(json.dumps({"gen": gen, "sid": sid, "token": token}) + "\n")
                     return True
                 raise _ClaimLost()
             except _ClaimLost:

@@ -270,11 +270,14 @@ class SwapManager:
             store.retry("open generation", lambda: store.open_generation(m, cap))
             self._opened.add(m)
         self._checkpoint("event")
+        swapped = store.retry("records", lambda: store.records("read", {"s": "c", "g": n}, {"t": 1}))
         finished = time.time()
         event = {"_id": n, "generation": n, "started_at": started, "finished_at": finished,
-                 "duration_s": finished - started, "committed": cap, "strays_removed": removed,
+                 "duration_s": finished - started, "committed": len(swapped), "tokens": [r["t"] for r in swapped],
+                 "strays_removed": removed,
                  "reissued": gen.reissued, "corrupt": gen.corrupt, "manager": self.name, "recovered": recovered}
-        store.retry("event", lambda: store.insert_event(event))
+        if len(swapped) == cap:  # else a manager that took over already moved on; publishing fails below
+            store.retry("event", lambda: store.insert_event(event))
         self._checkpoint("publish")
         published = store.retry("publish", lambda: store.set_swap_state(
             {"phase": "swapping", "swapping_gen": n},

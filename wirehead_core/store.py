@@ -40,6 +40,7 @@ NETWORK_ERRORS = (pme.AutoReconnect, pme.ConnectionFailure, pme.NetworkTimeout, 
 #: Errors a cursor raises when its collection is renamed or dropped under it (a swap): the read is retried.
 _CURSOR_KILLED_CODES = {43, 96, 175, 237, 26}  # CursorNotFound, OperationFailed, QueryPlanKilled, CursorKilled, NsNotFound
 _DUPLICATE_KEY = 11000
+_AUTH_CODES = {13, 18}  # Unauthorized, AuthenticationFailed
 _NAMESPACE_NOT_FOUND = 26
 _NAMESPACE_EXISTS = 48
 #: Payload bytes per insert_many call: a few chunks per round trip, below the 48 MB message limit.
@@ -127,6 +128,16 @@ class Store:
         while True:
             try:
                 return fn()
+            except pme.OperationFailure as exc:
+                if exc.code in _AUTH_CODES:
+                    raise StoreError(
+                        f"{what}: the server at {redact_uri(self.config.mongo.uri)} refused the credentials "
+                        f"(code {exc.code}); check the user, password and authSource in mongo.uri"
+                    ) from None
+                raise
+            except pme.ConfigurationError as exc:
+                raise StoreError(f"{what}: invalid mongo.uri {redact_uri(self.config.mongo.uri)}: "
+                                 f"{str(exc).replace(self.config.mongo.uri, '<uri>')}") from None
             except NETWORK_ERRORS as exc:
                 elapsed = time.monotonic() - start
                 if self.stop_event.is_set() or (limit and elapsed >= limit):
@@ -414,7 +425,7 @@ class Store:
         lock = state.find_one({"_id": "lock"})
         gens = {d["_id"]: d for d in state.find({"_id": {"$regex": "^gen\\."}})}
         reads = {d["_id"]: d for d in state.find({"_id": {"$regex": "^reads\\."}}, {"total": 1})}
-        events = list(self.coll("events").find({}))
+        events = list(self.coll("events").find({}, {"tokens": 0}))
         events.sort(key=lambda e: e["_id"])
         procs = list(self.coll("procs").find({}))
         committed = {}
