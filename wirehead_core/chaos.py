@@ -82,6 +82,7 @@ class _ReaderThread:
                                  num_workers=workers, persistent_workers=workers > 0)
         self.reads = self.corrupt = self.failed = 0
         self.longest_stall_s = 0.0
+        self.stalls: list[tuple[float, float]] = []  # (start, end) of gaps over one second, wall clock
         self.stop_event = threading.Event()
         self.thread = threading.Thread(target=self._run, daemon=True)
 
@@ -90,9 +91,11 @@ class _ReaderThread:
         while not self.stop_event.is_set():
             try:
                 for images, labels, _ in self.loader:
-                    now = time.monotonic()
+                    now = time.time()
                     if last is not None:
                         self.longest_stall_s = max(self.longest_stall_s, now - last)
+                        if now - last > 1.0:
+                            self.stalls.append((last, now))
                     last = now
                     for j in range(images.shape[0]):
                         try:
@@ -127,6 +130,7 @@ class _Harness:
         self.recoveries: list[float] = []
         self.pending: list[tuple[str, float]] = []  # faults waiting for the next swap after them
         self.lock_takeovers: list[float] = []
+        self.outages: list[tuple[float, float]] = []  # server down: stop requested .. answering again
         self.stuck_locks = 0
 
     # ------------------------------------------------------------------ processes
@@ -147,7 +151,7 @@ class _Harness:
         self.n_spawned += 1
         # A short pause before every swap step keeps the manager inside swaps a good share of the time, so
         # random kills often land mid-swap.
-        env = {"WIREHEAD_FAULT_PAUSE": ",".join(SWAP_STEPS) + ":0.03"}
+        env = {"WIREHEAD_FAULT_PAUSE": ",".join(SWAP_STEPS) + ":0.01"}
         self.manager = spawn(wirehead_command("manager", "--config", str(self.cfg_path), "--name",
                                               f"manager-{self.n_spawned}"),
                              self.logs / f"manager-{self.n_spawned}.log", env=env)
@@ -190,6 +194,7 @@ class _Harness:
             self.server.stop()
             time.sleep(self.rng.uniform(0.5, 2.0))
             self.start_server()
+            self.outages.append((now, time.time()))
         self.pending.append((kind, now))
 
     def settle_recoveries(self, store: Store) -> None:
@@ -305,6 +310,10 @@ def _audit(h: _Harness, store: Store, readers: list[_ReaderThread], elapsed: flo
         "reads": sum(r.reads for r in readers), "corrupt_reads": sum(r.corrupt for r in readers),
         "failed_reads": sum(r.failed for r in readers),
         "longest_reader_stall_s": max((r.longest_stall_s for r in readers), default=0.0),
+        "longest_reader_stall_outside_outages_s": max(
+            (b - a for r in readers for a, b in r.stalls
+             if not any(a < hi + 2.0 and b > lo for lo, hi in h.outages)), default=0.0),
+        "server_outage_s_max": max((hi - lo for lo, hi in h.outages), default=0.0),
         "recovery_s": {"n": len(rec), "p50": pct(rec, 0.5), "p99": pct(rec, 0.99), "max": rec[-1] if rec else 0.0},
         "unrecovered_faults": len(h.pending),
         "lock_takeover_s_max": max(h.lock_takeovers, default=0.0), "stuck_locks": h.stuck_locks,
@@ -334,7 +343,10 @@ def format_report(r: dict[str, Any], command: str = "") -> str:
         ("reads (every byte verified)", r["reads"]),
         ("corrupt reads", r["corrupt_reads"]),
         ("failed reads", r["failed_reads"]),
-        ("longest reader stall (s)", f"{r['longest_reader_stall_s']:.2f}"),
+        ("longest reader stall (s)", f"{r['longest_reader_stall_s']:.2f} (longest server outage "
+                                     f"{r['server_outage_s_max']:.2f})"),
+        ("longest reader stall not overlapping a server outage (s)",
+         f"{r['longest_reader_stall_outside_outages_s']:.2f} (lease {r['lease_s']} s)"),
         ("recovery after a fault, to the next swap (s): p50 / p99 / max",
          f"{r['recovery_s']['p50']:.2f} / {r['recovery_s']['p99']:.2f} / {r['recovery_s']['max']:.2f} "
          f"(n = {r['recovery_s']['n']})"),
