@@ -90,7 +90,7 @@ def test_dataset_len_follows_the_read_generation_and_returns_dicts_with_keys(mak
     assert verify_seeded((item["image"], item["label"]), config.fields) in range(5, 9)
     ds.flush_counts()
     reads = Store(config).coll("state").find_one({"_id": "reads.0"})
-    assert reads["total"] == 1 and reads["per"] == {"2": 1}
+    assert reads["served"] == 1 and reads["served_per"] == {"2": 1} and reads["n"] == 4
     ds.close()
 
 

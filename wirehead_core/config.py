@@ -181,19 +181,29 @@ class DatasetConfig:
 
 @dataclasses.dataclass(frozen=True)
 class ReuseConfig:
-    """How often each sample may be read (see the reuse-control documentation).
+    """How often each sample may be read: a rate limiter between generation and training.
 
     Args:
-        policy ("off" | "target" | "max_reads"): ``off`` keeps the classic behaviour.
+        policy ("off" | "target" | "max_reads"): ``off`` keeps the classic behaviour (reads are only counted);
+            ``target`` holds the mean reads per committed sample near `target`; ``max_reads`` never returns a
+            sample more than `max_reads` times.
         target (float): target mean reads per committed sample (``target`` policy).
-        tolerance (float): relative tolerance around the target.
+        tolerance (float): relative tolerance: the manager swaps a full write generation in only once the read
+            generation has had ``(1 - tolerance) * target`` reads per sample (generators ahead wait).
         max_reads (int): hard cap of reads per sample (``max_reads`` policy).
+        when_readers_ahead ("wait" | "early_swap"): when the read generation's reads are used up, readers wait for
+            the next swap, or the manager swaps early with a smaller-than-cap generation.
+        early_swap_min (int): the fewest committed samples an early swap takes.
+        claim_batch (int): read rights a dataset process claims per database round trip.
     """
 
     policy: Literal["off", "target", "max_reads"] = "off"
     target: float = 1.0
     tolerance: float = 0.2
     max_reads: int = 0
+    when_readers_ahead: Literal["wait", "early_swap"] = "wait"
+    early_swap_min: int = 1
+    claim_batch: int = 4
 
     def validate(self, key: str) -> None:
         _check(self.target > 0, f"{key}.target", "expected a number > 0")
@@ -201,6 +211,16 @@ class ReuseConfig:
         _check(self.max_reads >= 0, f"{key}.max_reads", "expected an integer >= 0")
         if self.policy == "max_reads":
             _check(self.max_reads >= 1, f"{key}.max_reads", "expected an integer >= 1 with policy max_reads")
+        _check(self.early_swap_min >= 1, f"{key}.early_swap_min", "expected an integer >= 1")
+        _check(self.claim_batch >= 1, f"{key}.claim_batch", "expected an integer >= 1")
+
+    def budget(self, n: int) -> Optional[int]:
+        """Total reads a generation of `n` samples allows under the ``target`` policy (None otherwise)."""
+        return max(1, round(self.target * n)) if self.policy == "target" else None
+
+    def per_sample_limit(self) -> Optional[int]:
+        """Reads one sample allows under the ``max_reads`` policy (None otherwise)."""
+        return self.max_reads if self.policy == "max_reads" else None
 
 
 @dataclasses.dataclass(frozen=True)

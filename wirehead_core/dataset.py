@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import multiprocessing.util
 import os
+import random
 import threading
 import time
 from typing import Any, Optional
@@ -41,12 +42,81 @@ class _Entry:
 
 
 class ReadStats:
-    """Counters of this process's reads: ``reads``, ``retries`` (reads that raced a swap), ``generations_seen``."""
+    """Counters of this process's reads: ``reads``, ``retries`` (reads that raced a swap), ``generations_seen``,
+    and under a reuse policy ``reuse_waits`` / ``reuse_wait_s`` (waits for a fresh generation) and ``claims``
+    (round trips that took read rights)."""
 
     def __init__(self) -> None:
         self.reads = 0
         self.retries = 0
         self.generations_seen: set[int] = set()
+        self.reuse_waits = 0
+        self.reuse_wait_s = 0.0
+        self.claims = 0
+
+
+class _ReadRights:
+    """Read rights of this process under a reuse policy, claimed from the database a few at a time.
+
+    A right is taken (and counted in the generation's ``claimed``/``per``) before the read, so the limits hold across
+    all processes without a round trip per read; rights a process still holds when its generation is swapped out
+    are simply dropped (counted, never read: the limits stay conservative).
+    """
+
+    def __init__(self, config: Config, stats: ReadStats) -> None:
+        self.reuse = config.reuse
+        self.stats = stats
+        self.active = config.reuse.policy != "off"
+        self.gen = -1
+        self.rights: dict[int, int] = {}
+        self.known: Optional[dict[str, Any]] = None  # the reads document as of our last claim
+        self.exhausted = False
+
+    def take(self, store: Store, table: list[_Entry], preferred: _Entry) -> Optional[_Entry]:
+        """The entry to read: `preferred` if we hold a right for it, else one we hold or can claim; None when the
+        generation allows no more reads."""
+        gen = table[0].gen
+        if gen != self.gen:
+            self.gen, self.rights, self.known, self.exhausted = gen, {}, None, False
+        by_sid = {e.sid: e for e in table}
+        for _ in range(2):
+            if self.rights.get(preferred.sid, 0) <= 0:
+                held = [sid for sid, k in self.rights.items() if k > 0 and sid in by_sid]
+                preferred = by_sid[held[0]] if held else preferred
+            if self.rights.get(preferred.sid, 0) > 0:
+                self.rights[preferred.sid] -= 1
+                return preferred
+            if self.exhausted or not self._claim(store, gen, table):
+                return None
+        return None
+
+    def _claim(self, store: Store, gen: int, table: list[_Entry]) -> bool:
+        per_limit = self.reuse.per_sample_limit()
+        total_limit = self.reuse.budget(len(table))
+        for _ in range(8):
+            doc = self.known or store.retry("reads doc", lambda: store.reads_doc(gen))
+            if doc is None:
+                return False
+            per = {int(k): int(v) for k, v in (doc.get("per") or {}).items()}
+            room = self.reuse.claim_batch
+            if total_limit is not None:
+                room = min(room, total_limit - int(doc["claimed"]))
+            candidates = [e.sid for e in table if per_limit is None or per.get(e.sid, per_limit) < per_limit]
+            if room <= 0 or not candidates:
+                self.exhausted = True
+                return False
+            random.shuffle(candidates)
+            candidates.sort(key=lambda sid: per.get(sid, 0))  # least-read first: cover the generation
+            chosen = candidates[:room]
+            after = store.retry("claim reads", lambda: store.claim_reads(gen, chosen, per_limit, total_limit))
+            self.stats.claims += 1
+            if after is not None:
+                self.known = after
+                for sid in chosen:
+                    self.rights[sid] = self.rights.get(sid, 0) + 1
+                return True
+            self.known = None  # someone else claimed meanwhile: re-read and try again
+        return False
 
 
 class WireheadDataset(Dataset):
@@ -77,11 +147,12 @@ class WireheadDataset(Dataset):
         self._store: Optional[Store] = None
         self._pid = -1
         self._table: Optional[list[_Entry]] = None
+        self.stats = ReadStats()
+        self._rights = _ReadRights(self.config, self.stats)
         self._pending: dict[int, dict[int, int]] = {}
         self._pending_n = 0
         self._last_flush = time.monotonic()
         self._lock = threading.Lock()
-        self.stats = ReadStats()
 
     def __getstate__(self) -> dict[str, Any]:
         return {"config": self.config, "return_dict": self.return_dict, "return_key": self.return_key,
@@ -141,6 +212,12 @@ class WireheadDataset(Dataset):
         while True:
             table = self._current_table()
             entry = table[index % len(table)]
+            if self._rights.active:
+                entry = self._rights.take(self.store, table, entry)
+                if entry is None:  # this generation's reads are used up: wait for the next swap
+                    self._wait_for_next_generation(table[0].gen)
+                    deadline = time.monotonic() + self.config.dataset.read_timeout_s
+                    continue
             try:
                 chunks = self.store.retry("read chunks", lambda: self.store.read_chunks(entry.token),
                                           timeout_s=max(1.0, deadline - time.monotonic()))
@@ -163,6 +240,22 @@ class WireheadDataset(Dataset):
             if time.monotonic() >= deadline:
                 raise TimeoutError(f"read of sample {index} kept racing swaps for "
                                    f"{self.config.dataset.read_timeout_s:.0f} s")
+
+    def _wait_for_next_generation(self, gen: int) -> None:
+        """Block until the read generation is newer than `gen` (reuse control: readers ahead of generators)."""
+        self.flush_counts()
+        started = time.monotonic()
+        self.stats.reuse_waits += 1
+        while True:
+            state = self.store.retry("read swap state", self.store.swap_state)
+            if state is not None and state.get("read_gen") is not None and int(state["read_gen"]) > gen:
+                self._table = None
+                self.stats.reuse_wait_s += time.monotonic() - started
+                return
+            if time.monotonic() - started > self.wait_timeout_s:
+                raise TimeoutError(f"waited {self.wait_timeout_s:.0f} s for a generation after {gen}: its reads are "
+                                   "used up under the reuse policy and no swap followed (are generators running?)")
+            time.sleep(0.02)
 
     def _package(self, arrays: tuple, entry: _Entry) -> Any:
         key = torch.tensor([entry.gen, entry.sid], dtype=torch.int64)

@@ -158,7 +158,7 @@ class SwapManager:
             _LOG.warning("manager %s: finishing the swap of generation %d interrupted earlier", self.name,
                          state["swapping_gen"])
             self._finish_swap(int(state["swapping_gen"]), float(state.get("swap_started", time.time())),
-                              recovered=True)
+                              recovered=True, early=bool(state.get("swap_early", False)))
             return
         write = int(state["write_gen"])
         carry = self.config.generator.backpressure == "carry"
@@ -171,9 +171,41 @@ class SwapManager:
             self._reissue_stale(n)
         for old in [g for g in self._gens if g < write]:
             del self._gens[old]
-        gen = self._gens[write]
-        if len(gen.verified) >= self.config.swap_cap:
-            self._swap(write)
+        full = len(self._gens[write].verified) >= self.config.swap_cap
+        decision = self._reuse_decision(state, write, full)
+        if decision == "swap":
+            self._swap(write, early=False)
+        elif decision == "early":
+            self._swap(write, early=True)
+
+    def _reuse_decision(self, state: dict[str, Any], write: int, full: bool) -> Optional[str]:
+        """``"swap"``, ``"early"`` or None, from the fill and the reuse policy.
+
+        Under ``target`` a full generation waits until the read generation had ``(1 - tolerance) * target`` reads
+        per sample (generators ahead); with ``when_readers_ahead: early_swap`` a read generation whose read rights
+        are used up is replaced at once by whatever the write generation holds (readers ahead).
+        """
+        reuse = self.config.reuse
+        read = state.get("read_gen")
+        if reuse.policy == "off" or read is None:
+            return "swap" if full else None
+        early_allowed = (reuse.when_readers_ahead == "early_swap"
+                         and len(self._gens[write].verified) >= reuse.early_swap_min)
+        if reuse.policy == "max_reads" and (full or not early_allowed):
+            return "swap" if full else None
+        doc = self.store.retry("reads doc", lambda: self.store.reads_doc(int(read), per=reuse.policy == "max_reads"))
+        if doc is None:
+            return "swap" if full else None
+        n, claimed = int(doc["n"]), int(doc["claimed"])
+        if reuse.policy == "max_reads":
+            used_up = all(int(v) >= reuse.max_reads for v in doc["per"].values())
+            return "early" if used_up else None
+        budget = reuse.budget(n) or 0
+        if full and claimed >= (1 - reuse.tolerance) * reuse.target * n:
+            return "swap"
+        if early_allowed and claimed >= budget:
+            return "early" if not full else "swap"
+        return None
 
     # ------------------------------------------------------------------ verification
     def _verify_new(self, n: int) -> None:
@@ -207,6 +239,9 @@ class SwapManager:
             raise CorruptSampleError("chunk sizes do not add up to the committed payload")
         if full:
             verify_payload(metas, [bytes(d["d"]) for d in docs])
+
+    def _committed_tokens(self, coll: str) -> list[str]:
+        return [r["t"] for r in self.store.retry("records", lambda: self.store.records(coll, {"s": "c"}, {"t": 1}))]
 
     def _reissue_stale(self, n: int) -> None:
         """Hand back ids whose writer stopped: stale claims and ids reserved but never claimed."""
@@ -245,32 +280,41 @@ class SwapManager:
                              self.name, sid, n)
 
     # ------------------------------------------------------------------ the swap
-    def _swap(self, n: int) -> None:
+    def _swap(self, n: int, early: bool) -> None:
         store = self.store
         started = time.time()
+        if early:
+            _LOG.info("manager %s: early swap of generation %d with %d samples (read rights used up)", self.name,
+                      n, len(self._gens[n].verified))
         self._checkpoint("seal")
         store.retry("seal", lambda: store.seal(n))
         self._checkpoint("intent")
         ok = store.retry("intent", lambda: store.set_swap_state(
-            {"phase": "idle", "write_gen": n}, {"phase": "swapping", "swapping_gen": n, "swap_started": started}))
+            {"phase": "idle", "write_gen": n},
+            {"phase": "swapping", "swapping_gen": n, "swap_started": started, "swap_early": early}))
         if not ok:
             _LOG.warning("manager %s: swap state changed under us; re-reading it", self.name)
             return
-        self._finish_swap(n, started, recovered=False)
+        self._finish_swap(n, started, recovered=False, early=early)
 
-    def _finish_swap(self, n: int, started: float, recovered: bool) -> None:
+    def _finish_swap(self, n: int, started: float, recovered: bool, early: bool) -> None:
         store, cap = self.store, self.config.swap_cap
         coll = store.gen_name(n)
-        gen = self._gens.get(n, _GenState())
+        gen = self._gens.setdefault(n, _GenState())
         removed = 0
         if store.retry("exists", lambda: store.collection_exists(coll)):
             self._checkpoint("strays")
-            tokens = [r["t"] for r in store.retry("records", lambda: store.records(coll, {"s": "c"}, {"t": 1}))]
-            removed = store.retry("strays", lambda: store.remove_strays(n, tokens))
+            removed = store.retry("strays", lambda: store.remove_strays(n, self._committed_tokens(coll)))
+            if early:
+                # Claims still being written were withdrawn above (their writers rewrite them into the next
+                # generation); what committed meanwhile is verified now, and the set is final.
+                self._verify_new(n)
+                removed += store.retry("strays", lambda: store.remove_strays(n, self._committed_tokens(coll)))
             self._checkpoint("indexes")
             store.retry("indexes", lambda: store.ensure_indexes(coll))
             self._checkpoint("reads-doc")
-            store.retry("reads doc", lambda: store.create_reads_doc(n))
+            sids = [int(r["_id"]) for r in store.retry("records", lambda: store.records(coll, {"s": "c"}, {"_id": 1}))]
+            store.retry("reads doc", lambda: store.create_reads_doc(n, sids))
             self._checkpoint("rename")
             store.retry("rename", lambda: store.rename_to_read(n))
         self._checkpoint("open-next")
@@ -280,23 +324,26 @@ class SwapManager:
             self._opened.add(m)
         self._checkpoint("event")
         swapped = store.retry("records", lambda: store.records("read", {"s": "c", "g": n}, {"t": 1}))
+        count = len(swapped)
         finished = time.time()
         event = {"_id": n, "generation": n, "started_at": started, "finished_at": finished,
                  "duration_s": finished - started, "committed": len(swapped), "tokens": [r["t"] for r in swapped],
                  "strays_removed": removed,
-                 "reissued": gen.reissued, "corrupt": gen.corrupt, "manager": self.name, "recovered": recovered}
-        if len(swapped) == cap:  # else a manager that took over already moved on; publishing fails below
+                 "reissued": gen.reissued, "corrupt": gen.corrupt, "manager": self.name, "recovered": recovered,
+                 "early": early}
+        if count and (early or count == cap):  # else a manager that took over moved on; publishing fails below
             store.retry("event", lambda: store.insert_event(event))
         self._checkpoint("publish")
         published = store.retry("publish", lambda: store.set_swap_state(
             {"phase": "swapping", "swapping_gen": n},
-            {"phase": "idle", "read_gen": n, "write_gen": n + 1, "read_count": cap, "swapping_gen": None}))
+            {"phase": "idle", "read_gen": n, "write_gen": n + 1, "read_count": count, "swapping_gen": None,
+             "swap_early": False}))
         if not published:
             return
         store.retry("cleanup", lambda: store.drop_leftover_generations(n + 1))
         self._gens.pop(n, None)
         self.swaps_done += 1
-        _LOG.info("manager %s: generation %d swapped in (%d samples, %.3f s%s)", self.name, n, cap,
+        _LOG.info("manager %s: generation %d swapped in (%d samples, %.3f s%s)", self.name, n, count,
                   finished - started, ", recovered" if recovered else "")
 
 

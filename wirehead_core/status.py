@@ -109,7 +109,7 @@ def collect_status(config: Config, store: Optional[Store] = None) -> CacheStatus
     if gens:
         span = max(p["updated"] for p in gens) - min(p["started"] for p in gens)
         st.committed_per_s = st.committed / span if span > 0 else 0.0
-    st.reads = sum(int(d.get("total", 0)) for d in snap["reads"].values())
+    st.reads = sum(int(d.get("served", 0)) for d in snap["reads"].values())
     if events:
         span = now - events[0]["finished_at"]
         st.read_per_s = st.reads / span if span > 0 else 0.0
@@ -122,16 +122,14 @@ def collect_status(config: Config, store: Optional[Store] = None) -> CacheStatus
 
 
 def _per_sample_reads(store: Store, snap: dict[str, Any]) -> list[float]:
-    """Reads per sample over generations that were read at all (their whole cap counts, unread samples as 0)."""
+    """Reads per sample over generations that were read at all (every sample counts, unread ones as 0)."""
     out: list[float] = []
     for key, doc in snap["reads"].items():
-        if int(doc.get("total", 0)) == 0:
+        if int(doc.get("served", 0)) == 0:
             continue
-        full = store.coll("state").find_one({"_id": key}, {"per": 1}) or {}
-        gen = int(key.split(".")[1])
-        cap = next((e["committed"] for e in snap["events"] if e["_id"] == gen), 0)
-        counts = [float(v) for v in (full.get("per") or {}).values()]
-        out.extend(counts + [0.0] * max(0, cap - len(counts)))
+        full = store.coll("state").find_one({"_id": key}, {"served_per": 1}) or {}
+        counts = [float(v) for v in (full.get("served_per") or {}).values()]
+        out.extend(counts + [0.0] * max(0, int(doc.get("n", 0)) - len(counts)))
     return out
 
 

@@ -371,9 +371,32 @@ class Store:
                 return False
             raise
 
-    def create_reads_doc(self, n: int) -> None:
-        """Create generation `n`'s read-count document before readers can see it."""
-        self._insert_once(self.coll("state"), {"_id": f"reads.{n}", "total": 0, "per": {}})
+    def create_reads_doc(self, n: int, sids: Sequence[int]) -> None:
+        """Create generation `n`'s read-count document before readers can see it: ``claimed`` / ``per`` (read rights
+        handed out under a reuse policy, zero for every id so conditions on them work) and ``served`` /
+        ``served_per`` (reads actually returned)."""
+        self._insert_once(self.coll("state"), {"_id": f"reads.{n}", "n": len(sids), "claimed": 0,
+                                               "per": {str(s): 0 for s in sids}, "served": 0, "served_per": {}})
+
+    def reads_doc(self, n: int, per: bool = True) -> Optional[dict[str, Any]]:
+        """Generation `n`'s read-count document (without the per-id maps unless `per`)."""
+        projection = None if per else {"per": 0, "served_per": 0}
+        return self.coll("state").find_one({"_id": f"reads.{n}"}, projection)
+
+    def claim_reads(self, n: int, sids: Sequence[int], per_limit: Optional[int], total_limit: Optional[int]
+                    ) -> Optional[dict[str, Any]]:
+        """Atomically take one read right for each of `sids` if every limit still allows it.
+
+        Returns the document after the claim, or None when a limit refused it (the caller re-reads and retries).
+        """
+        query: dict[str, Any] = {"_id": f"reads.{n}"}
+        if per_limit is not None:
+            query.update({f"per.{s}": {"$lt": per_limit} for s in sids})
+        if total_limit is not None:
+            query["claimed"] = {"$lte": total_limit - len(sids)}
+        inc = {f"per.{s}": 1 for s in sids}
+        inc["claimed"] = len(sids)
+        return self.coll("state").find_one_and_update(query, {"$inc": inc}, return_document=ReturnDocument.AFTER)
 
     def insert_event(self, event: dict[str, Any]) -> None:
         """Record a completed swap (idempotent by generation)."""
@@ -412,9 +435,9 @@ class Store:
         return [bytes(d["d"]) for d in docs]
 
     def add_reads(self, gen: int, per_sid: dict[int, int]) -> None:
-        """Add read counts of generation `gen` in one update (batched by the dataset)."""
-        inc: dict[str, int] = {f"per.{sid}": k for sid, k in per_sid.items()}
-        inc["total"] = sum(per_sid.values())
+        """Add served-read counts of generation `gen` in one update (batched by the dataset)."""
+        inc: dict[str, int] = {f"served_per.{sid}": k for sid, k in per_sid.items()}
+        inc["served"] = sum(per_sid.values())
         self.coll("state").update_one({"_id": f"reads.{gen}"}, {"$inc": inc})
 
     # ------------------------------------------------------------------ status
@@ -424,7 +447,8 @@ class Store:
         swap = state.find_one({"_id": "swap"})
         lock = state.find_one({"_id": "lock"})
         gens = {d["_id"]: d for d in state.find({"_id": {"$regex": "^gen\\."}})}
-        reads = {d["_id"]: d for d in state.find({"_id": {"$regex": "^reads\\."}}, {"total": 1})}
+        reads = {d["_id"]: d
+                 for d in state.find({"_id": {"$regex": "^reads\\."}}, {"served": 1, "n": 1, "claimed": 1})}
         events = list(self.coll("events").find({}, {"tokens": 0}))
         events.sort(key=lambda e: e["_id"])
         procs = list(self.coll("procs").find({}))
