@@ -8,6 +8,7 @@ import inspect
 import json
 import logging
 import os
+import signal
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -99,8 +100,6 @@ def _cmd_generate(args: argparse.Namespace) -> int:
 
 
 def _cmd_manager(args: argparse.Namespace) -> int:
-    import signal
-
     from wirehead_core.manager import SwapManager, fault_hook_from_env
 
     config = _config(args)
@@ -194,10 +193,17 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _terminate(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
 def main(argv: Optional[Sequence[str]] = None) -> int:
     """Entry point; returns the exit status (2 for a wirehead error, with one clear message)."""
     parser = build_parser()
     args = parser.parse_args(argv)
+    # SIGTERM unwinds like Ctrl-C, so commands that own processes (demo, chaos, bench) stop them on the way out;
+    # generate and manager install their own clean-stop handlers.
+    signal.signal(signal.SIGTERM, _terminate)
     level = logging.WARNING - 10 * min(args.verbose + 1, 2)
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
     try:
@@ -208,6 +214,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     except TimeoutError as exc:
         sys.stderr.write(f"wirehead {args.command}: timeout: {exc}\n")
         return 3
+    except KeyboardInterrupt:
+        sys.stderr.write(f"wirehead {args.command}: interrupted\n")
+        return 130
 
 
 if __name__ == "__main__":
