@@ -153,7 +153,7 @@ def test_stale_claim_of_a_dead_writer_is_reissued_and_the_generation_completes(m
     manager = SwapManager(config)
     manager.step()
     store = Store(config)
-    dead_sid = store.reserve(0)
+    dead_sid = store.reserve(0, config.swap_cap)
     assert store.claim(0, dead_sid, "dead-writer-token", "ghost")
     store.write_chunks(0, "dead-writer-token", [b"half a sample"], renew=lambda: None)
     thread = threading.Thread(target=manager.run, kwargs={"max_swaps": 1, "duration_s": 30})

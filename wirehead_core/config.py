@@ -114,6 +114,8 @@ class GeneratorConfig:
             No policy ever discards a sample.
         nan_policy ("allow" | "reject"): whether floating fields may hold NaN or Inf.
         max_sample_bytes (int): a sample larger than this is rejected (0 = no limit).
+        prefetch (int): encoded samples that may wait for the writer thread, so the source generates the next
+            sample while the previous one is written.
         poll_s (float): how often a blocked generator checks whether a swap happened.
         heartbeat_s (float): how often a generator publishes its counters.
     """
@@ -121,11 +123,13 @@ class GeneratorConfig:
     backpressure: Literal["block", "carry"] = "block"
     nan_policy: Literal["allow", "reject"] = "allow"
     max_sample_bytes: int = 0
+    prefetch: int = 1
     poll_s: float = 0.05
     heartbeat_s: float = 1.0
 
     def validate(self, key: str) -> None:
         _check(self.max_sample_bytes >= 0, f"{key}.max_sample_bytes", "expected an integer >= 0")
+        _check(self.prefetch >= 1, f"{key}.prefetch", "expected an integer >= 1")
         _check(self.poll_s > 0, f"{key}.poll_s", "expected a number > 0")
         _check(self.heartbeat_s > 0, f"{key}.heartbeat_s", "expected a number > 0")
 

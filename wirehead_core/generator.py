@@ -13,6 +13,7 @@ import dataclasses
 import json
 import logging
 import os
+import queue
 import signal
 import socket
 import threading
@@ -102,6 +103,9 @@ class Generator:
     def run(self, max_samples: Optional[int] = None) -> GeneratorStats:
         """Commit samples until the source ends, `max_samples` are committed, or `stop()` is called.
 
+        The source runs in the calling thread and a writer thread commits, so generating the next sample overlaps
+        writing the previous one (``generator.prefetch`` samples may wait in between).
+
         Raises:
             SampleError: a sample does not match the configured fields (nothing committed is affected).
             SourceError: the source raised; the original exception is chained.
@@ -110,10 +114,15 @@ class Generator:
         self._started = time.monotonic()
         beat = threading.Thread(target=self._heartbeat_loop, name="wirehead-heartbeat", daemon=True)
         beat.start()
+        pending: queue.Queue = queue.Queue(maxsize=self.config.generator.prefetch)
+        failure: list[BaseException] = []
+        writer = threading.Thread(target=self._write_loop, args=(pending, failure), name="wirehead-writer",
+                                  daemon=True)
+        writer.start()
         iterator = iter(self.source)
         try:
-            while not self.stop_event.is_set():
-                if max_samples is not None and self.stats.committed >= max_samples:
+            while not self.stop_event.is_set() and not failure:
+                if max_samples is not None and self.stats.produced >= max_samples:
                     break
                 try:
                     sample = next(iterator)
@@ -125,14 +134,15 @@ class Generator:
                 encoded = encode_sample(sample, cfg.fields, cfg.chunk_bytes, nan_policy=cfg.generator.nan_policy,
                                         max_sample_bytes=cfg.generator.max_sample_bytes)
                 self.stats.produced += 1
-                if self._commit(encoded):
-                    self.stats.committed += 1
-                else:
-                    self.stats.abandoned += 1
-        except StoreUnavailableError:
-            if not self.stop_event.is_set():
-                raise
+                while not self._offer(pending, encoded):
+                    if self.stop_event.is_set() or failure:
+                        self.stats.abandoned += 1
+                        break
         finally:
+            self._offer(pending, None, wait=False)
+            while writer.is_alive():
+                self._offer(pending, None)
+                writer.join(timeout=0.1)
             self.stats.elapsed_s = time.monotonic() - self._started
             self._beat_stop.set()
             beat.join(timeout=5)
@@ -140,9 +150,40 @@ class Generator:
             self.store.close()
             if self._commit_log is not None:
                 self._commit_log.close()
+        if failure and not (isinstance(failure[0], StoreUnavailableError) and self.stop_event.is_set()):
+            raise failure[0]
         _LOG.info("generator %s: produced %d, committed %d, blocked %.1f s", self.name, self.stats.produced,
                   self.stats.committed, self.stats.blocked_s)
         return self.stats
+
+    @staticmethod
+    def _offer(pending: queue.Queue, item: Optional[EncodedSample], wait: bool = True) -> bool:
+        try:
+            if wait:
+                pending.put(item, timeout=0.1)
+            else:
+                pending.put_nowait(item)
+            return True
+        except queue.Full:
+            return False
+
+    def _write_loop(self, pending: queue.Queue, failure: list[BaseException]) -> None:
+        """Writer thread: commit encoded samples in order until the end marker (None)."""
+        while True:
+            encoded = pending.get()
+            if encoded is None:
+                return
+            if failure:
+                self.stats.abandoned += 1
+                continue
+            try:
+                if self._commit(encoded):
+                    self.stats.committed += 1
+                else:
+                    self.stats.abandoned += 1
+            except BaseException as exc:  # noqa: BLE001 - handed to the run loop, which raises it
+                failure.append(exc)
+                self.stats.abandoned += 1
 
     # ------------------------------------------------------------------ one sample
     def _commit(self, encoded: EncodedSample) -> bool:
@@ -209,7 +250,7 @@ class Generator:
                 self._write_gen = int(state["write_gen"])
             gen = self._write_gen
             for candidate in (gen, gen + 1) if carry else (gen,):
-                sid = store.retry("reserve", lambda: store.reserve(candidate))
+                sid = store.retry("reserve", lambda: store.reserve(candidate, self.config.swap_cap))
                 if sid is not None:
                     return candidate, sid
             state = store.retry("read swap state", store.swap_state)

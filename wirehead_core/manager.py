@@ -45,6 +45,9 @@ class _GenState:
     reissued: int = 0
     corrupt: int = 0
     last_reissue_check: float = 0.0
+    # True when this manager opened the generation itself, so every reissue since is counted above: a full swap
+    # with no reissue and no corruption then has no orphan chunks, and the O(cap) stray sweep is skipped.
+    whole_history: bool = False
 
 
 class SwapManager:
@@ -165,8 +168,10 @@ class SwapManager:
         gens = (write, write + 1) if carry else (write,)
         for n in gens:
             if n not in self._opened:
+                existed = store.retry("gen doc", lambda: store.gen_doc(n)) is not None
                 store.retry("open generation", lambda: store.open_generation(n, self.config.swap_cap))
                 self._opened.add(n)
+                self._gens.setdefault(n, _GenState()).whole_history = not existed
             self._verify_new(n)
             self._reissue_stale(n)
         for old in [g for g in self._gens if g < write]:
@@ -304,7 +309,11 @@ class SwapManager:
         removed = 0
         if store.retry("exists", lambda: store.collection_exists(coll)):
             self._checkpoint("strays")
-            removed = store.retry("strays", lambda: store.remove_strays(n, self._committed_tokens(coll)))
+            clean = gen.whole_history and not (gen.reissued or gen.corrupt or early or recovered)
+            if clean:  # no id changed hands: only withdrawn claims can be left (none, for a full generation)
+                removed = store.retry("strays", lambda: store.remove_claims(n))
+            else:
+                removed = store.retry("strays", lambda: store.remove_strays(n, self._committed_tokens(coll)))
             if early:
                 # Claims still being written were withdrawn above (their writers rewrite them into the next
                 # generation); what committed meanwhile is verified now, and the set is final.
@@ -320,8 +329,11 @@ class SwapManager:
         self._checkpoint("open-next")
         carry = self.config.generator.backpressure == "carry"
         for m in (n + 1, n + 2) if carry else (n + 1,):
+            existed = store.retry("gen doc", lambda: store.gen_doc(m)) is not None
             store.retry("open generation", lambda: store.open_generation(m, cap))
-            self._opened.add(m)
+            if m not in self._opened:
+                self._opened.add(m)
+                self._gens.setdefault(m, _GenState()).whole_history = not existed
         self._checkpoint("event")
         swapped = store.retry("records", lambda: store.records("read", {"s": "c", "g": n}, {"t": 1}))
         count = len(swapped)

@@ -18,7 +18,7 @@ import numpy as np
 from wirehead_core.config import Config, FieldSpec
 from wirehead_core.errors import CorruptSampleError
 
-__all__ = ["seeded", "seeded_sample", "verify_seeded", "sample_seed"]
+__all__ = ["seeded", "seeded_sample", "verify_seeded", "sample_seed", "repeat"]
 
 _DEFAULT_SHAPE = (16, 16, 16)
 
@@ -98,4 +98,15 @@ def seeded(config: Config, seed: Optional[int] = None, *, delay_s: float = 0.0,
         if delay_s:
             time.sleep(delay_s)
         yield seeded_sample(base + i, config.fields, shape)
+        i += 1
+
+
+def repeat(config: Config, seed: int = 0, *, count: Optional[int] = None,
+           shape: Optional[Sequence[int]] = None) -> Iterator[tuple]:
+    """Yield the same seeded sample `count` times (infinite when omitted): a source that costs nothing, for
+    measuring the data plane alone."""
+    sample = seeded_sample(seed, config.fields, shape)
+    i = 0
+    while count is None or i < count:
+        yield sample
         i += 1

@@ -223,19 +223,19 @@ class Store:
         return self.coll("state").find_one({"_id": "lock"})
 
     # ------------------------------------------------------------------ generator side
-    def reserve(self, n: int) -> Optional[int]:
-        """Reserve a sample id in open generation `n`: a handed-back id first, else the next one below the cap."""
+    def reserve(self, n: int, cap: int) -> Optional[int]:
+        """Reserve a sample id in open generation `n` (created with `cap`): the next one below the cap in one round
+        trip, else an id handed back after its writer died; None when the generation is full or sealed."""
         state = self.coll("state")
-        doc = state.find_one_and_update({"_id": f"gen.{n}", "open": True, "free.0": {"$exists": True}},
-                                        {"$pop": {"free": -1}}, return_document=ReturnDocument.BEFORE)
+        doc = state.find_one_and_update({"_id": f"gen.{n}", "open": True, "next": {"$lt": cap}},
+                                        {"$inc": {"next": 1}}, projection={"next": 1},
+                                        return_document=ReturnDocument.AFTER)
         if doc is not None:
-            return int(doc["free"][0])
-        doc = state.find_one({"_id": f"gen.{n}"}, {"next": 1, "cap": 1, "open": 1})
-        if doc is None or not doc.get("open") or doc["next"] >= doc["cap"]:
-            return None
-        doc = state.find_one_and_update({"_id": f"gen.{n}", "open": True, "next": {"$lt": doc["cap"]}},
-                                        {"$inc": {"next": 1}}, return_document=ReturnDocument.AFTER)
-        return None if doc is None else int(doc["next"]) - 1
+            return int(doc["next"]) - 1
+        doc = state.find_one_and_update({"_id": f"gen.{n}", "open": True, "free.0": {"$exists": True}},
+                                        {"$pop": {"free": -1}}, projection={"free": 1},
+                                        return_document=ReturnDocument.BEFORE)
+        return None if doc is None else int(doc["free"][0])
 
     def claim(self, n: int, sid: int, token: str, owner: str) -> bool:
         """Record that `token` is being written as id `sid` of generation `n`; False if another writer has it."""
@@ -346,6 +346,10 @@ class Store:
         """Close generation `n` to new reservations."""
         self.coll("state").update_one({"_id": f"gen.{n}"}, {"$set": {"open": False}})
 
+    def remove_claims(self, n: int) -> int:
+        """Delete uncommitted claims only; returns how many."""
+        return self.coll(self.gen_name(n)).delete_many({"s": "w"}).deleted_count
+
     def remove_strays(self, n: int, tokens: Iterable[str]) -> int:
         """Delete uncommitted claims and every chunk whose token is not a committed sample's; returns docs removed."""
         coll = self.coll(self.gen_name(n))
@@ -439,6 +443,28 @@ class Store:
         inc: dict[str, int] = {f"served_per.{sid}": k for sid, k in per_sid.items()}
         inc["served"] = sum(per_sid.values())
         self.coll("state").update_one({"_id": f"reads.{gen}"}, {"$inc": inc})
+
+    # ------------------------------------------------------------------ benchmark baseline
+    def raw_roundtrip(self, payload: bytes, count: int, chunk_bytes: int) -> dict[str, float]:
+        """The driver's own speed on this server: insert `count` copies of `payload` cut into `chunk_bytes`
+        documents, then read each back by an indexed key, as wirehead does; returns ``insert_s`` and ``read_s``."""
+        coll = self.coll("raw")
+        coll.drop()
+        coll.create_index([("k", pymongo.ASCENDING)])
+        pieces = [bson.Binary(payload[i:i + chunk_bytes]) for i in range(0, len(payload), chunk_bytes)] or [b""]
+        started = time.perf_counter()
+        for k in range(count):
+            coll.insert_many([{"k": k, "c": c, "d": d} for c, d in enumerate(pieces)], ordered=False)
+        inserted = time.perf_counter()
+        total = 0
+        for k in range(count):
+            docs = sorted(coll.find({"k": k}, {"c": 1, "d": 1}), key=lambda d: d["c"])
+            total += sum(len(d["d"]) for d in docs)
+        read = time.perf_counter()
+        coll.drop()
+        if total != count * len(payload):
+            raise StoreError(f"raw read-back returned {total} bytes, expected {count * len(payload)}")
+        return {"insert_s": inserted - started, "read_s": read - inserted}
 
     # ------------------------------------------------------------------ status
     def snapshot(self) -> dict[str, Any]:

@@ -1,0 +1,24 @@
+"""`wirehead bench --quick` runs every quick section and writes its CSVs and summary (numbers are not judged here)."""
+
+from __future__ import annotations
+
+import csv
+import subprocess
+
+from wirehead_core.launch import wirehead_command
+
+
+def test_quick_bench_writes_csvs_and_a_summary_with_targets(tmp_path):
+    out = tmp_path / "bench"
+    result = subprocess.run(wirehead_command("bench", "--quick", "--out", str(out)), capture_output=True, text=True,
+                            timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    for section in ("dataplane", "scaling", "swap", "memory"):
+        rows = list(csv.DictReader((out / f"{section}.csv").open()))
+        assert rows, section
+    dataplane = list(csv.DictReader((out / "dataplane.csv").open()))
+    assert all(float(r["raw_insert_read_mb_s"]) > 0 and float(r["wirehead_mb_s"]) > 0 for r in dataplane)
+    scaling = list(csv.DictReader((out / "scaling.csv").open()))
+    assert [int(r["generators"]) for r in scaling] == [1, 2, 4] and all(r["emulated"] == "True" for r in scaling)
+    summary = (out / "summary.md").read_text()
+    assert "## Targets" in summary and "emulated" in summary

@@ -1,0 +1,488 @@
+"""`wirehead bench`: measure the cache against the limits of the machine and against the original implementation.
+
+Every number is a ratio or rate measured in this run, on this machine, against the server the bench starts itself:
+
+1. data plane — raw driver insert + read of the same bytes vs wirehead end to end (generator → commit → swap →
+   dataset read), for samples of about 1, 4 and 32 MB;
+2. scaling — generators with an emulated cost (a sleep per sample standing in for GPU or remote generation; labelled
+   as emulated everywhere) from 1 to 64: committed samples/s, ideal, efficiency;
+3. swap cost — swap duration for swap_cap 10, 100, 1000 with one sample size, and read latency near swaps vs
+   elsewhere;
+4. the original wirehead 0.9.3 side by side (same server, same emulated generators, same cap);
+5. server memory vs the paper's formula 2 × swap_cap × sample size.
+
+Results: CSV per section and ``summary.md`` under the output folder.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import dataclasses
+import json
+import logging
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Any, Optional
+
+import numpy as np
+import psutil
+import yaml
+
+from wirehead_core.config import Config, config_from_dict
+from wirehead_core.launch import spawn, terminate, wirehead_command
+from wirehead_core.server import LocalServer
+from wirehead_core.store import Store
+
+__all__ = ["BenchOptions", "run_bench", "add_cli"]
+
+_LOG = logging.getLogger(__name__)
+_MB = 1024 * 1024
+
+
+@dataclasses.dataclass
+class BenchOptions:
+    """Sizes of one bench run (``quick`` shrinks everything for CI)."""
+
+    out: Path = Path("results/bench")
+    quick: bool = False
+    workdir: Optional[str] = None
+    sections: tuple[str, ...] = ("dataplane", "scaling", "swap", "original", "memory")
+
+    @property
+    def dataplane_sizes_mb(self) -> list[float]:
+        return [1, 4] if self.quick else [1, 4, 32]
+
+    @property
+    def dataplane_total_mb(self) -> int:
+        return 32 if self.quick else 256
+
+    @property
+    def scaling_counts(self) -> list[int]:
+        return [1, 2, 4] if self.quick else [1, 2, 4, 8, 16, 32, 64]
+
+    @property
+    def scaling_cost_s(self) -> float:
+        return 0.5 if self.quick else 1.0
+
+    @property
+    def scaling_window_s(self) -> float:
+        return 6.0 if self.quick else 20.0
+
+    @property
+    def swap_caps(self) -> list[int]:
+        return [10, 100] if self.quick else [10, 100, 1000]
+
+
+class _Bench:
+    def __init__(self, opts: BenchOptions, workdir: Path) -> None:
+        self.opts = opts
+        self.workdir = workdir
+        self.server = LocalServer(workdir / "server")
+        self.n = 0
+
+    def config(self, **overrides: Any) -> tuple[Config, Path]:
+        self.n += 1
+        data: dict[str, Any] = {
+            "mongo": {"uri": self.server.uri, "database": f"bench{self.n}"},
+            "swap_cap": 10, "fields": [{"name": "image", "dtype": "uint8"}],
+            "manager": {"reservation_timeout_s": 30},
+        }
+        for key, value in overrides.items():
+            node = data
+            parts = key.split("__")
+            for part in parts[:-1]:
+                node = node.setdefault(part, {})
+            node[parts[-1]] = value
+        path = self.workdir / f"bench{self.n}.yaml"
+        path.write_text(yaml.safe_dump(data))
+        return config_from_dict(data), path
+
+    def drop(self, config: Config) -> None:
+        store = Store(config)
+        try:
+            store.db.client.drop_database(config.mongo.database)
+        finally:
+            store.close()
+
+
+# ---------------------------------------------------------------------- 1. data plane
+def _dataplane(b: _Bench) -> list[dict[str, Any]]:
+    from wirehead_core.dataset import WireheadDataset
+
+    rows = []
+    for size_mb in b.opts.dataplane_sizes_mb:
+        nbytes = int(size_mb * _MB)
+        count = max(16, int(b.opts.dataplane_total_mb // size_mb))
+        payload = np.random.default_rng(0).integers(0, 256, size=nbytes, dtype=np.uint8)
+        total_mb = count * nbytes / _MB
+        config, _ = b.config(swap_cap=max(2, count // 8))
+        raw = Store(config).raw_roundtrip(payload.tobytes(), count, config.chunk_bytes)
+        b.drop(config)
+        raw_mbps = total_mb / (raw["insert_s"] + raw["read_s"])
+        for verify in ("full", "structure"):
+            # reuse target 1 with no tolerance: each sample is read exactly once and no generation is swapped out
+            # before it was read, so the clock measures moving every byte in and out once, as the raw baseline does.
+            config, path = b.config(swap_cap=max(2, count // 8), manager__verify=verify, manager__poll_s=0.01,
+                                    fields=[{"name": "image", "dtype": "uint8", "shape": [nbytes]}],
+                                    reuse={"policy": "target", "target": 1.0, "tolerance": 0.0, "claim_batch": 4})
+            # The generator and the manager run as their own processes, as in production. The clock runs from
+            # the first read of generation 0 to the last read of generation K-1: K-1 generations were written and
+            # K read in that window, so process start-up and the first fill are not counted.
+            gens = 8
+            procs = [spawn(wirehead_command("manager", "--config", str(path), "--max-swaps", str(gens)),
+                           b.workdir / "logs" / "dataplane-m.log"),
+                     spawn(wirehead_command("generate", "--config", str(path), "--source", "wirehead_core.sources:repeat",
+                                            "--arg", f"count={config.swap_cap * gens}"),
+                           b.workdir / "logs" / "dataplane-g.log")]
+            ds = WireheadDataset(config, wait_timeout_s=600)
+            started = None
+            for i in range(config.swap_cap * gens):
+                (arr,) = ds[i]
+                started = started or time.perf_counter()
+                if arr.numel() != nbytes:
+                    raise RuntimeError("data plane: a sample came back with the wrong size")
+            elapsed = time.perf_counter() - started
+            terminate(procs)
+            ds.close()
+            b.drop(config)
+            moved_mb = config.swap_cap * (gens - 1) * nbytes / _MB
+            wh_mbps = moved_mb / elapsed
+            rows.append({"sample_mb": size_mb, "samples": count, "raw_insert_read_mb_s": round(raw_mbps, 1),
+                         "raw_insert_mb_s": round(total_mb / raw["insert_s"], 1),
+                         "raw_read_mb_s": round(total_mb / raw["read_s"], 1),
+                         "verify": verify, "wirehead_mb_s": round(wh_mbps, 1), "ratio": round(wh_mbps / raw_mbps, 3)})
+            _LOG.info("data plane %s", rows[-1])
+    return rows
+
+
+# ---------------------------------------------------------------------- 2. scaling
+def _committed_total(store: Store) -> int:
+    state = store.swap_state()
+    if state is None:
+        return 0
+    swapped = sum(e["committed"] for e in store.coll("events").find({}, {"committed": 1}))
+    write = int(state["write_gen"])
+    return swapped + sum(store.count_committed(store.gen_name(n)) for n in (write, write + 1))
+
+
+def _scaling(b: _Bench) -> list[dict[str, Any]]:
+    rows = []
+    cost = b.opts.scaling_cost_s
+    base = None
+    for count in b.opts.scaling_counts:
+        config, path = b.config(swap_cap=max(4, count), fields=[{"name": "image", "dtype": "float32",
+                                                                  "shape": [16, 16, 16]}])
+        store = Store(config)
+        procs = [spawn(wirehead_command("manager", "--config", str(path)), b.workdir / "logs" / "scaling-m.log")]
+        procs += [spawn(wirehead_command("generate", "--config", str(path), "--source",
+                                         "wirehead_core.sources:seeded", "--seed", str((i + 1) * 10**9),
+                                         "--arg", f"delay_s={cost}"), b.workdir / "logs" / f"scaling-{i}.log")
+                  for i in range(count)]
+        try:
+            deadline = time.monotonic() + 120 + count
+            while time.monotonic() < deadline:
+                live = [p for p in store.coll("procs").find({"kind": "generator"}) if p.get("committed", 0) > 0]
+                if len(live) >= count:
+                    break
+                time.sleep(0.2)
+            time.sleep(cost)
+            c0, t0 = _committed_total(store), time.monotonic()
+            time.sleep(b.opts.scaling_window_s)
+            c1, t1 = _committed_total(store), time.monotonic()
+        finally:
+            terminate(procs)
+            store.close()
+            b.drop(config)
+        rate = (c1 - c0) / (t1 - t0)
+        base = base or rate
+        ideal = count / cost
+        rows.append({"generators": count, "emulated_cost_s": cost, "committed_per_s": round(rate, 3),
+                     "ideal_per_s": round(ideal, 3), "scale_factor": round(rate / base, 2),
+                     "efficiency": round(rate / ideal, 3), "emulated": True})
+        _LOG.info("scaling %s", rows[-1])
+    return rows
+
+
+# ---------------------------------------------------------------------- 3. swap cost
+def _swap_cost(b: _Bench) -> list[dict[str, Any]]:
+    from wirehead_core.dataset import WireheadDataset
+    from wirehead_core.generator import Generator
+    from wirehead_core.manager import SwapManager
+    from wirehead_core.sources import seeded
+
+    rows = []
+    for cap in b.opts.swap_caps:
+        config, _ = b.config(swap_cap=cap, fields=[{"name": "image", "dtype": "uint8", "shape": [64, 1024]}],
+                             manager__poll_s=0.01)
+        swaps = 3 if cap >= 1000 else 6
+        manager = SwapManager(config)
+        mt = threading.Thread(target=manager.run, kwargs={"max_swaps": swaps, "duration_s": 600})
+        gen = Generator(config, seeded(config, seed=1))
+        gt = threading.Thread(target=gen.run)
+        mt.start()
+        gt.start()
+        latencies: list[tuple[float, float]] = []
+        stop = threading.Event()
+
+        def read() -> None:
+            ds = WireheadDataset(config, wait_timeout_s=600)
+            i = 0
+            while not stop.is_set():
+                t = time.time()
+                ds[i]
+                latencies.append((t, time.time() - t))
+                i += 1
+            ds.close()
+
+        rt = threading.Thread(target=read)
+        rt.start()
+        mt.join()
+        stop.set()
+        gen.stop()
+        gt.join()
+        rt.join()
+        events = list(Store(config).coll("events").find({}, {"tokens": 0}))
+        durations = [e["duration_s"] for e in events[1:]] or [e["duration_s"] for e in events]
+        near = [lat for t, lat in latencies if any(e["started_at"] - 1.0 <= t <= e["finished_at"] + 1.0
+                                                   for e in events)]
+        far = [lat for t, lat in latencies if not any(e["started_at"] - 1.0 <= t <= e["finished_at"] + 1.0
+                                                      for e in events)]
+        b.drop(config)
+        rows.append({"swap_cap": cap, "sample_kb": 64, "swaps": len(events),
+                     "swap_s_median": round(statistics.median(durations), 4),
+                     "read_p50_ms_near_swap": round(_pct(near, 0.5) * 1000, 2),
+                     "read_p99_ms_near_swap": round(_pct(near, 0.99) * 1000, 2),
+                     "read_p50_ms_elsewhere": round(_pct(far, 0.5) * 1000, 2),
+                     "read_p99_ms_elsewhere": round(_pct(far, 0.99) * 1000, 2)})
+        _LOG.info("swap cost %s", rows[-1])
+    return rows
+
+
+def _pct(values: list[float], q: float) -> float:
+    if not values:
+        return float("nan")
+    values = sorted(values)
+    return values[min(len(values) - 1, int(round(q * (len(values) - 1))))]
+
+
+# ---------------------------------------------------------------------- 4. original side by side
+def _original_python(b: _Bench) -> Path:
+    venv = Path(os.environ.get("WIREHEAD_ORIGINAL_VENV", ".bench/original-venv"))
+    python = venv / "bin" / "python"
+    if not python.exists() or subprocess.run([str(python), "-c", "import wirehead"], capture_output=True).returncode:
+        _LOG.info("creating %s with wirehead==0.9.3", venv)
+        subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+        pip = [str(python), "-m", "pip", "install", "-q", "--disable-pip-version-check"]
+        subprocess.run(pip + ["torch==2.13.0"], check=True)
+        subprocess.run(pip + ["wirehead==0.9.3"], check=True)
+    return python
+
+
+def _original(b: _Bench) -> list[dict[str, Any]]:
+    from wirehead_core.dataset import WireheadDataset
+    from wirehead_core.sources import verify_seeded
+
+    gens, cost, cap, size = 4, 0.2, 20, 64
+    duration = 25.0 if b.opts.quick else 45.0
+    python = _original_python(b)
+    info = b.server.info
+    script = Path(__file__).resolve().parents[1] / "scripts" / "bench_original.py"
+    out = subprocess.run([str(python), str(script), "--host", info.host, "--port", str(info.port), "--db",
+                          f"orig{b.n}", "--generators", str(gens), "--cost", str(cost), "--cap", str(cap),
+                          "--duration", str(duration), "--size", str(size), "--workdir", str(b.workdir)],
+                         capture_output=True, text=True, timeout=duration + 300)
+    if out.returncode != 0:
+        raise RuntimeError(f"the original wirehead run failed: {out.stderr[-2000:]}")
+    original = json.loads(out.stdout.strip().splitlines()[-1])
+
+    fields = [{"name": "image", "dtype": "uint8", "shape": [size] * 3},
+              {"name": "label", "dtype": "uint8", "shape": [size] * 3}]
+    config, path = b.config(swap_cap=cap, fields=fields)
+    procs = [spawn(wirehead_command("manager", "--config", str(path)), b.workdir / "logs" / "side-m.log")]
+    procs += [spawn(wirehead_command("generate", "--config", str(path), "--source", "wirehead_core.sources:seeded",
+                                     "--seed", str((i + 1) * 10**9), "--arg", f"delay_s={cost}"),
+                    b.workdir / "logs" / f"side-{i}.log") for i in range(gens)]
+    started = time.time()
+    ds = WireheadDataset(config, wait_timeout_s=120)
+    reads = corrupt = failed = 0
+    read_started = None
+    from wirehead_core.errors import CorruptSampleError
+
+    while time.time() - started < duration:
+        try:
+            sample = ds[reads + corrupt + failed]
+            read_started = read_started or time.time()
+            verify_seeded(sample, config.fields)
+            reads += 1
+        except CorruptSampleError:
+            corrupt += 1
+        except Exception:  # noqa: BLE001 - counted
+            failed += 1
+    elapsed = time.time() - started
+    read_elapsed = time.time() - (read_started or started)
+    terminate(procs[1:])
+    terminate(procs[:1])
+    ds.close()
+    from wirehead_core.status import collect_status
+
+    st = collect_status(config)
+    b.drop(config)
+    ours = {"elapsed_s": elapsed, "produced": st.produced, "swaps": st.swaps,
+            "committed_to_read": st.swaps * cap, "committed": st.committed,
+            "discarded": st.lost_after_commit, "reads": reads, "reads_per_s": reads / read_elapsed,
+            "corrupt_reads": corrupt, "failed_reads": failed}
+    rows = []
+    for name, r in (("original 0.9.3", original), ("wirehead_core", ours)):
+        rows.append({"implementation": name, "generators": gens, "emulated_cost_s": cost, "swap_cap": cap,
+                     "sample": f"2 x {size}^3 uint8", "duration_s": round(r["elapsed_s"], 1),
+                     "produced": r["produced"], "swaps": r["swaps"],
+                     "committed_to_read_per_s": round(r["committed_to_read"] / r["elapsed_s"], 2),
+                     "discarded": r["discarded"], "reads_per_s": round(r["reads_per_s"], 1),
+                     "corrupt_reads": r["corrupt_reads"], "failed_reads": r["failed_reads"], "emulated": True})
+    _LOG.info("side by side %s", rows)
+    return rows
+
+
+# ---------------------------------------------------------------------- 5. memory
+def _memory(b: _Bench) -> list[dict[str, Any]]:
+    from wirehead_core.generator import Generator
+    from wirehead_core.manager import SwapManager
+    from wirehead_core.sources import seeded
+
+    rows = []
+    server_proc = psutil.Process(b.server.info.pid)
+    sample_bytes = 1 * _MB
+    for cap in ([20] if b.opts.quick else [50, 200]):
+        before = server_proc.memory_info().rss
+        config, _ = b.config(swap_cap=cap, fields=[{"name": "image", "dtype": "uint8", "shape": [sample_bytes]}])
+        manager = SwapManager(config)
+        mt = threading.Thread(target=manager.run, kwargs={"max_swaps": 1, "duration_s": 600})
+        mt.start()
+        gen = Generator(config, seeded(config, seed=1, count=2 * cap))
+        gen.run()
+        mt.join()
+        after = server_proc.memory_info().rss
+        formula = 2 * cap * sample_bytes
+        b.drop(config)
+        rows.append({"swap_cap": cap, "sample_mb": 1, "formula_mb": round(formula / _MB, 1),
+                     "server_rss_growth_mb": round((after - before) / _MB, 1),
+                     "server_rss_mb": round(after / _MB, 1), "ratio_to_formula": round((after - before) / formula, 2)})
+        _LOG.info("memory %s", rows[-1])
+    return rows
+
+
+# ---------------------------------------------------------------------- driver
+_SECTIONS = {"dataplane": _dataplane, "scaling": _scaling, "swap": _swap_cost, "original": _original,
+             "memory": _memory}
+
+
+def run_bench(opts: BenchOptions) -> dict[str, list[dict[str, Any]]]:
+    """Run the selected sections; write one CSV each plus ``summary.md``; return the rows."""
+    tmp = tempfile.TemporaryDirectory(prefix="wirehead-bench-") if opts.workdir is None else None
+    workdir = Path(tmp.name if tmp else opts.workdir)
+    workdir.mkdir(parents=True, exist_ok=True)
+    b = _Bench(opts, workdir)
+    b.server.start()
+    results: dict[str, list[dict[str, Any]]] = {}
+    try:
+        for name in opts.sections:
+            results[name] = _SECTIONS[name](b)
+            _write_csv(opts.out / f"{name}.csv", results[name])
+    finally:
+        b.server.stop()
+        if tmp is not None:
+            tmp.cleanup()
+    (opts.out / "summary.md").write_text(format_summary(results, opts))
+    return results
+
+
+def _write_csv(path: Path, rows: list[dict[str, Any]]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if not rows:
+        path.write_text("")
+        return
+    with open(path, "w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+
+
+def _table(rows: list[dict[str, Any]]) -> list[str]:
+    if not rows:
+        return ["(no rows)"]
+    keys = list(rows[0])
+    return ["| " + " | ".join(keys) + " |", "|" + "---|" * len(keys)] + [
+        "| " + " | ".join(str(r[k]) for k in keys) + " |" for r in rows]
+
+
+def format_summary(results: dict[str, list[dict[str, Any]]], opts: BenchOptions) -> str:
+    """Markdown summary with the measured value and ratio against each target."""
+    lines = [f"# wirehead bench{' (quick)' if opts.quick else ''}", "",
+             f"Command: `wirehead bench{' --quick' if opts.quick else ''}`; machine: {os.cpu_count()} CPUs, "
+             f"{psutil.virtual_memory().total / 2**30:.0f} GiB; server: the one `wirehead server` starts here. "
+             "Rows marked emulated use a sleep per sample standing in for generation cost.", ""]
+    titles = {"dataplane": "Data plane: raw driver insert+read vs wirehead end to end (same bytes)",
+              "scaling": "Scaling with emulated generators (committed samples/s)",
+              "swap": "Swap cost and read latency around swaps",
+              "original": "Side by side with the original wirehead 0.9.3 (same server, generators, cap)",
+              "memory": "Server memory vs 2 x swap_cap x sample size"}
+    for name, rows in results.items():
+        lines += [f"## {titles[name]}", ""] + _table(rows) + [""]
+    lines += ["## Targets", ""] + _targets(results) + [""]
+    return "\n".join(lines)
+
+
+def _targets(r: dict[str, list[dict[str, Any]]]) -> list[str]:
+    out = []
+    if r.get("dataplane"):
+        for row in r["dataplane"]:
+            out.append(f"- end to end ≥ 90 % of raw ({row['sample_mb']} MB, verify {row['verify']}): "
+                       f"{row['ratio'] * 100:.0f} % — {'met' if row['ratio'] >= 0.9 else 'NOT met'}")
+    if r.get("scaling"):
+        for row in r["scaling"]:
+            if row["generators"] in (16, 64) or row is r["scaling"][-1]:
+                want = 0.99 if row["generators"] <= 16 else 0.95
+                out.append(f"- efficiency at {row['generators']} emulated generators: {row['efficiency'] * 100:.1f} %"
+                           f" (target {want * 100:.0f} %) — {'met' if row['efficiency'] >= want else 'NOT met'}")
+    if r.get("swap"):
+        rows = {row["swap_cap"]: row for row in r["swap"]}
+        lo, hi = min(rows), max(rows)
+        ratio = rows[hi]["swap_s_median"] / rows[lo]["swap_s_median"]
+        out.append(f"- swap time at cap {hi} / cap {lo}: {ratio:.2f} (target ≤ 1.5) — "
+                   f"{'met' if ratio <= 1.5 else 'NOT met'}")
+        worst = max(row["read_p99_ms_near_swap"] for row in r["swap"])
+        out.append(f"- read p99 across swaps: {worst:.1f} ms (target ≤ 100 ms) — {'met' if worst <= 100 else 'NOT met'}")
+    if r.get("original") and len(r["original"]) == 2:
+        orig, ours = r["original"]
+        ratio = ours["committed_to_read_per_s"] / max(orig["committed_to_read_per_s"], 1e-9)
+        out.append(f"- committed samples/s vs the original: {ratio:.2f}x with {ours['discarded']} discarded "
+                   f"(original discarded {orig['discarded']}) — {'met' if ratio >= 2 and ours['discarded'] == 0 else 'NOT met'}")
+    return out
+
+
+def add_cli(sub: Any) -> None:
+    """Register ``wirehead bench``."""
+    p = sub.add_parser("bench", help="benchmarks: data plane, scaling, swap cost, original side by side, memory")
+    p.add_argument("--quick", action="store_true", help="small sizes for CI (about 2 minutes)")
+    p.add_argument("--out", default="results/bench", help="output folder (default results/bench)")
+    p.add_argument("--only", action="append", choices=list(_SECTIONS), help="run only these sections")
+    p.add_argument("--workdir", default=None)
+    p.set_defaults(func=_cmd_bench)
+
+
+def _cmd_bench(args: argparse.Namespace) -> int:
+    opts = BenchOptions(out=Path(args.out), quick=args.quick, workdir=args.workdir)
+    if args.only:
+        opts.sections = tuple(args.only)
+    elif args.quick:
+        opts.sections = ("dataplane", "scaling", "swap", "memory")
+    results = run_bench(opts)
+    sys.stdout.write(format_summary(results, opts) + "\n")
+    return 0
