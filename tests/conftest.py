@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 import yaml
 
-from wirehead_core.config import Config, config_from_dict
+from wirehead_core.config import Config, apply_overrides, config_from_dict
 from wirehead_core.launch import spawn, terminate, wirehead_command
 from wirehead_core.server import LocalServer
 
@@ -50,12 +50,7 @@ def make_config(server_uri: str, tmp_path: Path, request: pytest.FixtureRequest)
             "manager": {"lease_s": 3, "reservation_timeout_s": 2, "poll_s": 0.05},
             "dataset": {"wait_timeout_s": 60, "read_timeout_s": 60},
         }
-        for key, value in overrides.items():
-            node = data
-            parts = key.split("__")
-            for part in parts[:-1]:
-                node = node.setdefault(part, {})
-            node[parts[-1]] = value
+        data = apply_overrides(data, {k.replace("__", "."): v for k, v in overrides.items()})
         counter[0] += 1
         path = tmp_path / f"config{counter[0]}.yaml"
         path.write_text(yaml.safe_dump(data))

@@ -87,3 +87,21 @@ class Reader:
 def swaps(store: Any) -> int:
     """Completed swaps recorded in the events collection."""
     return store.coll("events").count_documents({})
+
+
+def fill_and_swap(config: Any, swaps: int, source: Any, timeout_s: float = 60) -> tuple[Any, Any]:
+    """Run a manager thread for `swaps` swaps while a generator commits everything `source` yields.
+
+    Returns ``(generator stats, manager)``.
+    """
+    import threading
+
+    from wirehead_core.generator import Generator
+    from wirehead_core.manager import SwapManager
+
+    manager = SwapManager(config)
+    thread = threading.Thread(target=manager.run, kwargs={"max_swaps": swaps, "duration_s": timeout_s})
+    thread.start()
+    stats = Generator(config, source).run()
+    thread.join()
+    return stats, manager

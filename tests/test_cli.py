@@ -6,12 +6,11 @@ import json
 import os
 import subprocess
 import sys
-import threading
 from pathlib import Path
 
 import pytest
 
-from wirehead_core.generator import Generator
+from helpers import fill_and_swap
 from wirehead_core.launch import wirehead_command
 from wirehead_core.manager import SwapManager
 from wirehead_core.server import free_port
@@ -115,11 +114,7 @@ def test_server_start_info_stop(tmp_path):
 
 def test_status_reports_generations_rates_and_reuse_without_credentials(make_config):
     config, path = make_config(swap_cap=4)
-    manager = SwapManager(config)
-    thread = threading.Thread(target=manager.run, kwargs={"max_swaps": 2, "duration_s": 60})
-    thread.start()
-    Generator(config, seeded(config, seed=3, count=9)).run()
-    thread.join()
+    fill_and_swap(config, 2, seeded(config, seed=3, count=9))
     from wirehead_core.dataset import WireheadDataset
 
     ds = WireheadDataset(config)

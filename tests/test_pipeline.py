@@ -10,7 +10,7 @@ import pytest
 import torch
 from torch.utils.data import DataLoader
 
-from helpers import Reader, swaps, wait_until
+from helpers import fill_and_swap, Reader, swaps, wait_until
 from wirehead_core.dataset import WireheadDataset
 from wirehead_core.generator import Generator
 from wirehead_core.manager import SwapManager
@@ -51,11 +51,7 @@ def test_a_200_mb_sample_round_trips_through_the_server_bit_exactly(make_config)
     config, _ = make_config(swap_cap=1, fields=[{"name": "volume", "dtype": "uint8"}], chunk_bytes=8 * 1024 * 1024,
                             manager__reservation_timeout_s=60)
     big = np.random.default_rng(7).integers(0, 256, size=200 * 1024 * 1024, dtype=np.uint8)
-    manager = SwapManager(config)
-    thread = threading.Thread(target=manager.run, kwargs={"max_swaps": 1, "duration_s": 240})
-    thread.start()
-    stats = Generator(config, iter([(big,)])).run()
-    thread.join()
+    stats, manager = fill_and_swap(config, 1, iter([(big,)]), timeout_s=240)
     assert stats.committed == 1 and manager.swaps_done == 1
     ds = WireheadDataset(config)
     (out,) = ds[0]
@@ -76,11 +72,7 @@ def test_dataset_waits_for_the_first_generation_then_raises_timeout_naming_what_
 
 def test_dataset_len_follows_the_read_generation_and_returns_dicts_with_keys(make_config):
     config, _ = make_config(swap_cap=4)
-    manager = SwapManager(config)
-    thread = threading.Thread(target=manager.run, kwargs={"max_swaps": 1, "duration_s": 60})
-    thread.start()
-    Generator(config, seeded(config, seed=5, count=4)).run()
-    thread.join()
+    fill_and_swap(config, 1, seeded(config, seed=5, count=4))
     ds = WireheadDataset(config, return_dict=True, return_key=True)
     assert len(ds) == 4
     item = ds[2]

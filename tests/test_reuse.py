@@ -9,7 +9,7 @@ import time
 import pymongo.monitoring
 import pytest
 
-from helpers import wait_until
+from helpers import fill_and_swap, wait_until
 from wirehead_core.dataset import WireheadDataset
 from wirehead_core.generator import Generator
 from wirehead_core.manager import SwapManager
@@ -127,11 +127,7 @@ class _Counter(pymongo.monitoring.CommandListener):
 def test_round_trips_per_thousand_reads(make_config, policy):
     reuse = {"policy": "target", "target": 1000.0, "claim_batch": 8} if policy == "target" else {"policy": "off"}
     config, _ = make_config(swap_cap=20, reuse=reuse)
-    manager = SwapManager(config)
-    thread = threading.Thread(target=manager.run, kwargs={"max_swaps": 1, "duration_s": 60})
-    thread.start()
-    Generator(config, seeded(config, seed=3, count=20)).run()
-    thread.join()
+    fill_and_swap(config, 1, seeded(config, seed=3, count=20))
     ds = WireheadDataset(config)
     ds[0]  # connect and load the table outside the measured window
     counter = _Counter()

@@ -5,18 +5,16 @@ from __future__ import annotations
 import os
 import re
 import subprocess
-import threading
 from pathlib import Path
 
 import psutil
 import pymongo
 import yaml
 
+from helpers import fill_and_swap
 from wirehead_core.config import config_from_dict
 from wirehead_core.dataset import WireheadDataset
-from wirehead_core.generator import Generator
 from wirehead_core.launch import wirehead_command
-from wirehead_core.manager import SwapManager
 from wirehead_core.server import LocalServer
 from wirehead_core.sources import seeded, verify_seeded
 
@@ -40,11 +38,7 @@ def test_scram_authentication_through_the_uri_works_end_to_end_and_bad_credentia
     try:
         good = f"mongodb://trainer:s3cret-pw@127.0.0.1:{info.port}/?authSource=admin&directConnection=true"
         config = config_from_dict(_config(good))
-        manager = SwapManager(config)
-        thread = threading.Thread(target=manager.run, kwargs={"max_swaps": 1, "duration_s": 60})
-        thread.start()
-        assert Generator(config, seeded(config, seed=9, count=3)).run().committed == 3
-        thread.join()
+        assert fill_and_swap(config, 1, seeded(config, seed=9, count=3))[0].committed == 3
         ds = WireheadDataset(config)
         assert len(ds) == 3 and verify_seeded(ds[0], config.fields) in (9, 10, 11)
         ds.close()

@@ -35,7 +35,7 @@ import numpy as np
 import psutil
 import yaml
 
-from wirehead_core.config import Config, config_from_dict
+from wirehead_core.config import Config, apply_overrides, config_from_dict
 from wirehead_core.launch import spawn, terminate, wirehead_command
 from wirehead_core.server import LocalServer
 from wirehead_core.store import Store
@@ -94,12 +94,7 @@ class _Bench:
             "swap_cap": 10, "fields": [{"name": "image", "dtype": "uint8"}],
             "manager": {"reservation_timeout_s": 30},
         }
-        for key, value in overrides.items():
-            node = data
-            parts = key.split("__")
-            for part in parts[:-1]:
-                node = node.setdefault(part, {})
-            node[parts[-1]] = value
+        data = apply_overrides(data, {k.replace("__", "."): v for k, v in overrides.items()})
         path = self.workdir / f"bench{self.n}.yaml"
         path.write_text(yaml.safe_dump(data))
         return config_from_dict(data), path

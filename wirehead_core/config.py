@@ -34,6 +34,7 @@ __all__ = [
     "config_from_dict",
     "parse_section",
     "redact_uri",
+    "apply_overrides",
 ]
 
 #: The MongoDB BSON document limit. A chunk document carries its payload plus about 100 bytes of keys.
@@ -345,8 +346,8 @@ def parse_section(cls: type, data: Any, key: str = "") -> Any:
     return obj
 
 
-def _merge_overrides(data: dict[str, Any], overrides: Mapping[str, Any]) -> dict[str, Any]:
-    """Apply ``{"a.b.c": value}`` (or nested mappings) on top of `data`."""
+def apply_overrides(data: Mapping[str, Any], overrides: Mapping[str, Any]) -> dict[str, Any]:
+    """A copy of `data` with ``{"a.b.c": value}`` overrides applied (intermediate mappings are created)."""
     out = dict(data)
     for dotted, value in overrides.items():
         parts = dotted.split(".")
@@ -364,7 +365,7 @@ def config_from_dict(data: Mapping[str, Any], overrides: Optional[Mapping[str, A
     """Validate plain data into a `Config`; `overrides` maps dotted keys to values applied first."""
     if not isinstance(data, Mapping):
         raise ConfigError(f"config: expected a mapping at the top level, got {type(data).__name__}")
-    data = _merge_overrides(dict(data), overrides or {})
+    data = apply_overrides(data, overrides or {})
     extra = {}
     for name, cls in _OPTIONAL_SECTIONS.items():
         if name in data:
