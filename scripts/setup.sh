@@ -19,4 +19,8 @@ pip() { "$VENV/bin/python" -m pip --disable-pip-version-check -q "$@"; }
 pip install -e ".[local,paper,test]"
 # deepmriprep ships the label-map atlases the brain generator reads; its own dependencies are not needed.
 pip install --no-deps "deepmriprep==0.3.0"
+# The workflow tools, in a second step: snakemake 9 pins packaging<26 while nilearn 0.14.1 needs packaging>=26 to
+# import. snakemake runs fine with packaging 26 (scripts/ci-workflow.sh passes with it), so the newer one goes back.
+pip install "snakemake>=9,<10" "snakemake-executor-plugin-slurm>=2,<3" pygments
+pip install "packaging>=26.1" 2>&1 | grep -v "dependency conflicts\|requires packaging" || true
 echo "$want" > "$stamp"

@@ -365,6 +365,8 @@ def config_from_dict(data: Mapping[str, Any], overrides: Optional[Mapping[str, A
     """Validate plain data into a `Config`; `overrides` maps dotted keys to values applied first."""
     if not isinstance(data, Mapping):
         raise ConfigError(f"config: expected a mapping at the top level, got {type(data).__name__}")
+    import wirehead_core.paper_config  # noqa: F401 - registers the optional brain and train sections
+
     data = apply_overrides(data, overrides or {})
     extra = {}
     for name, cls in _OPTIONAL_SECTIONS.items():

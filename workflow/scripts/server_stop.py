@@ -1,0 +1,62 @@
+"""Stop the experiment's server from its launch record (rule server_stop, onerror and onsuccess).
+
+Idempotent: a record whose server is already gone is simply removed. SLURM servers are scancelled and waited for;
+local ones are stopped with ``wirehead server stop``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+
+def slurm_job_active(job_id: str) -> bool:
+    """Whether squeue still shows the job in a non-final state."""
+    out = subprocess.run(["squeue", "-h", "-j", job_id, "-o", "%T"], capture_output=True, text=True)
+    return out.stdout.strip() in {"PENDING", "CONFIGURING", "RUNNING", "COMPLETING", "SUSPENDED"}
+
+
+def stop(record_path: Path, timeout_s: float = 120.0) -> str:
+    """Stop what the record names; returns a one-line account."""
+    if not record_path.exists():
+        return "no server recorded"
+    record = json.loads(record_path.read_text())
+    if record["launcher"] == "slurm":
+        job_id = record["job_id"]
+        subprocess.run(["scancel", job_id], check=False)
+        deadline = time.monotonic() + timeout_s
+        while slurm_job_active(job_id) and time.monotonic() < deadline:
+            time.sleep(1.0)
+        if slurm_job_active(job_id):
+            raise RuntimeError(f"server job {job_id} still active {timeout_s:.0f} s after scancel")
+        message = f"server job {job_id} cancelled"
+    else:
+        out = subprocess.run([sys.executable, "-m", "wirehead_core.cli", "server", "stop", "--dir", record["dir"]],
+                             check=True, capture_output=True, text=True)
+        message = f"local server in {record['dir']}: {out.stdout.strip()}"
+    record_path.unlink(missing_ok=True)
+    return message
+
+
+def main() -> int:
+    """Command line: ``server_stop.py --record FILE [--done MARKER]``."""
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--record", required=True, help="launch record written by server_start.py")
+    parser.add_argument("--done", help="write this marker file afterwards")
+    parser.add_argument("--uri", help="remove this URI file too (it names a server that no longer exists)")
+    args = parser.parse_args()
+    message = stop(Path(args.record))
+    if args.uri:
+        Path(args.uri).unlink(missing_ok=True)
+    print(message, flush=True)
+    if args.done:
+        Path(args.done).write_text(message + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
