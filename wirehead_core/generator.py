@@ -212,6 +212,8 @@ class Generator:
                 store.write_chunks(gen, token, encoded.chunks, renew)
                 renew()
                 if store.retry("commit", lambda: store.commit(gen, sid, token, meta)):
+                    if not self._landed(gen, token):
+                        raise _ClaimLost()
                     if self._commit_log is not None:
                         self._commit_log.write(json.dumps({"gen": gen, "sid": sid, "token": token}) + "\n")
                     return True
@@ -224,6 +226,28 @@ class Generator:
                 _LOG.warning("generator %s: id %d of generation %d was reissued while we wrote it; rewriting",
                              self.name, sid, gen)
                 store.retry("drop chunks", lambda: store.drop_token_chunks(gen, token))
+        return False
+
+    def _landed(self, gen: int, token: str) -> bool:
+        """Whether a commit into generation `gen` reached the real generation.
+
+        A writer that was stopped for longer than the reservation timeout may find its id handed to another writer,
+        the generation swapped in, and then write into a collection of the same name that its own insert recreated
+        (a collection that is never read). Checked after the commit: while the swap state shows `gen` not yet
+        renamed, the commit is in the real generation; once `gen` was swapped in, its swap event lists every sample
+        it took.
+        """
+        store = self.store
+        while not self.stop_event.is_set():
+            state = store.retry("read swap state", store.swap_state)
+            read = state.get("read_gen")
+            if read is None or int(read) < gen:
+                if not (state["phase"] == "swapping" and int(state["swapping_gen"]) == gen):
+                    return True
+                self.stop_event.wait(self.config.generator.poll_s)  # being swapped in right now: wait for it
+                continue
+            event = store.retry("read swap event", lambda: store.event(gen))
+            return event is not None and token in event.get("tokens", ())
         return False
 
     def _abandon(self, gen: int, sid: int, token: str) -> None:

@@ -402,6 +402,10 @@ class Store:
         inc["claimed"] = len(sids)
         return self.coll("state").find_one_and_update(query, {"$inc": inc}, return_document=ReturnDocument.AFTER)
 
+    def event(self, n: int) -> Optional[dict[str, Any]]:
+        """The swap event of generation `n` (with the tokens it swapped in), or None."""
+        return self.coll("events").find_one({"_id": n}, {"tokens": 1})
+
     def insert_event(self, event: dict[str, Any]) -> None:
         """Record a completed swap (idempotent by generation)."""
         self.coll("events").replace_one({"_id": event["generation"]}, event, upsert=True)
