@@ -31,6 +31,15 @@ _LAZY = {
     "CacheStatus": "wirehead_core.status",
     "encode_sample": "wirehead_core.codec",
     "decode_sample": "wirehead_core.codec",
+    "BrainGenerator": "wirehead_core.brain",
+    "MeshNet": "wirehead_core.models",
+    "UNet3D": "wirehead_core.models",
+    "build_model": "wirehead_core.models",
+    "dice_per_class": "wirehead_core.metrics",
+    "DiceCELoss": "wirehead_core.metrics",
+    "load_icbm152": "wirehead_core.evaldata",
+    "train": "wirehead_core.train",
+    "Tracer": "wirehead_core.tracer",
 }
 
 __all__ = [

@@ -214,6 +214,12 @@ class BrainGenerator:
         self._out_lut = torch.as_tensor(output_lut(self.config.labels), device=self.device).long()
         gen_lut, self._n_gen = generation_lut(self.config.generation_classes)
         self._gen_lut = torch.as_tensor(gen_lut, device=self.device)
+        # tissue (0 none, 1 CSF, 2 GM, 3 WM) of each generation class, for the ordered ``t1`` contrast
+        tissue = np.zeros(self._n_gen, dtype=np.int64)
+        for aseg_id, t in enumerate(output_lut("tissue")):
+            if aseg_id and t and not tissue[gen_lut[aseg_id]]:
+                tissue[gen_lut[aseg_id]] = t
+        self._gen_tissue = torch.as_tensor(tissue, device=self.device)
         shell_vox = [int(math.ceil(self.config.csf_shell_mm[1] / float(min(np.abs(m.affine[:3, :3]).sum(0)))))
                      for m in maps]
         self._maps = [self._prepare(m, steps) for m, steps in zip(maps, shell_vox)]
@@ -321,12 +327,19 @@ class BrainGenerator:
         # Gaussian mixture: one random mean and std per generation class.
         means = self._uniform(*c.mean_range, self._n_gen).float()
         stds = self._uniform(*c.std_range, self._n_gen).float()
+        if c.contrast == "t1":  # random, but CSF < GM < WM
+            ordered = torch.sort(self._uniform(*c.mean_range, 3).float()).values
+            has = self._gen_tissue > 0
+            means[has] = ordered[self._gen_tissue[has] - 1]
         zero_bg = bool(torch.rand(1, generator=self._gen, device=self.device).item() < c.p_zero_background)
         if zero_bg:
             means[0] = 0.0
             stds[0] = 0.0
-        cls = self._gen_lut[aseg_fine]
-        img = means[cls] + stds[cls] * self._randn(fine, fine, fine)
+        id_means, id_stds = means[self._gen_lut], stds[self._gen_lut]
+        if c.mean_jitter > 0:  # labels of one generation class differ a little (e.g. deep GM vs cortex)
+            id_means = id_means + c.mean_jitter * (2 * self._uniform(0.0, 1.0, 256).float() - 1)
+            id_means[0] = means[0]
+        img = id_means[aseg_fine] + id_stds[aseg_fine] * self._randn(fine, fine, fine)
         img = img.clamp_min(0.0)[None, None]
 
         if c.bias_std > 0:
@@ -359,7 +372,8 @@ class BrainGenerator:
         label = self._out_lut[aseg_n].to(torch.uint8)
         self.last_params = {
             "label_map": lm["name"], "means": means, "stds": stds, "zero_background": zero_bg,
-            "shell_mm": shell_mm, "generation_classes": cls if s == 1 else None, "aseg": aseg_n,
+            "shell_mm": shell_mm, "generation_classes": self._gen_lut[aseg_fine] if s == 1 else None,
+            "aseg": aseg_n,
         }
         return img.float().contiguous(), label.contiguous()
 

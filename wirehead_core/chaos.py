@@ -180,6 +180,12 @@ class _Harness:
             name = next((n for n in self.managers if owner.startswith(n + ":")), None)
             if name is None:  # nobody holds the lock right now: kill any manager
                 name = self.rng.choice(sorted(self.managers))
+            # Measure the lock, not process start-up: the standby must be up and polling for the lock first.
+            standby = [n for n in self.managers if n != name]
+            deadline = time.time() + 60
+            while standby and time.time() < deadline and "waiting for the lock" not in (
+                    self.logs / f"{standby[0]}.log").read_text(errors="replace"):
+                time.sleep(0.1)
             state = store.retry("state", store.swap_state, timeout_s=10)
             self.managers[name].send_signal(signal.SIGKILL)
             self.managers.pop(name).wait()

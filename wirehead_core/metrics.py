@@ -53,8 +53,10 @@ def dice_per_class(pred: torch.Tensor, target: torch.Tensor, n_classes: int,
 
 def soft_dice_loss(logits: torch.Tensor, target: torch.Tensor, ignore_background: bool = False,
                    eps: float = 1e-5) -> torch.Tensor:
-    """1 − mean soft Dice over classes of the batch (classes absent from the target and the prediction contribute
-    ~0 loss thanks to `eps`).
+    """1 − mean soft Dice over the classes present in the batch's target.
+
+    Classes absent from the target are left out: their Dice would be ~0 for any non-zero probability, which
+    teaches a network never to predict small classes (CSF) in patches or volumes that happen to lack them.
 
     Args:
         logits: (B, C, ...) raw scores.
@@ -69,9 +71,12 @@ def soft_dice_loss(logits: torch.Tensor, target: torch.Tensor, ignore_background
     inter = (probs * onehot).sum(dims)
     denom = probs.sum(dims) + onehot.sum(dims)
     dice = (2 * inter + eps) / (denom + eps)
+    present = onehot.sum(dims) > 0
     if ignore_background:
-        dice = dice[1:]
-    return 1.0 - dice.mean()
+        dice, present = dice[1:], present[1:]
+    if not bool(present.any()):
+        return logits.new_zeros((), dtype=torch.float32) + 0.0 * probs.sum()
+    return 1.0 - dice[present].mean()
 
 
 class DiceCELoss(torch.nn.Module):
