@@ -27,6 +27,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from wirehead_core._brain_grid import FOV_MM, grid_affine, read_volume, sampling_grid, world_to_normalised
 from wirehead_core._brain_labels import CLASS_NAMES, canonical_aseg, generation_lut, map_labels, output_lut
 from wirehead_core.errors import ConfigError, WireheadError
 from wirehead_core.paper_config import BrainConfig, brain_config
@@ -44,9 +45,6 @@ __all__ = [
 ]
 
 logger = logging.getLogger(__name__)
-
-#: Edge of the cubic field of view of every generated and evaluation grid, in mm.
-FOV_MM = 256.0
 
 _BUILTIN = {"ibsr": "ibsr.nii.gz", "neuromorphometrics": "neuromorphometrics.nii.gz"}
 
@@ -68,14 +66,6 @@ def builtin_label_map_path(name: str) -> Path:
     if not path.is_file():
         raise ConfigError(f"brain.label_maps: {path} is missing from the deepmriprep installation")
     return path
-
-
-def grid_affine(grid: int) -> np.ndarray:
-    """Voxel-to-world (RAS mm) affine of the N³ grid covering `FOV_MM` centred on the world origin."""
-    vox = FOV_MM / grid
-    aff = np.diag([vox, vox, vox, 1.0])
-    aff[:3, 3] = -(grid - 1) / 2.0 * vox
-    return aff
 
 
 def _file_digest(path: Path) -> str:
@@ -126,8 +116,6 @@ def load_label_map(name_or_path: str, forbidden: Sequence[Path] = ()) -> LabelMa
         name_or_path: built-in name or path.
         forbidden: evaluation files; a label map that is one of them raises `LeakageError`.
     """
-    import nibabel as nib
-
     if name_or_path in _BUILTIN:
         path = builtin_label_map_path(name_or_path)
         scheme = "neuromorphometrics" if name_or_path == "neuromorphometrics" else "aseg"
@@ -136,16 +124,11 @@ def load_label_map(name_or_path: str, forbidden: Sequence[Path] = ()) -> LabelMa
         if not path.is_file():
             raise ConfigError(f"brain.label_maps: {path} does not exist")
     _check_not_evaluation(path, forbidden)
-    img = nib.load(str(path))
-    data = np.asanyarray(img.dataobj)
-    if data.ndim == 4 and data.shape[3] == 1:
-        data = data[..., 0]
-    if data.ndim != 3:
-        raise ConfigError(f"brain.label_maps: {path} is not a 3-D volume (shape {data.shape})")
+    data, affine = read_volume(path, "brain.label_maps")
     aseg = canonical_aseg(data, scheme)
     if not aseg.any():
         raise ConfigError(f"brain.label_maps: {path} holds no brain labels")
-    return LabelMap(name=str(name_or_path), aseg=aseg, affine=np.asarray(img.affine, dtype=np.float64))
+    return LabelMap(name=str(name_or_path), aseg=aseg, affine=affine)
 
 
 def _shell_distance(mask: torch.Tensor, steps: int) -> torch.Tensor:
@@ -233,11 +216,7 @@ class BrainGenerator:
         else:
             dist = torch.where(aseg > 0, 0.0, 1e6)
         vol = torch.stack([aseg, dist])[None]  # (1, 2, X, Y, Z): aseg ids and distance to the brain
-        sizes = torch.tensor(lm.aseg.shape, dtype=torch.float64)
-        # world mm -> grid_sample's normalised coordinates (align_corners=True) of this volume.
-        to_norm = torch.diag(torch.cat([2.0 / (sizes - 1), torch.ones(1, dtype=torch.float64)]))
-        to_norm[:3, 3] = -1.0
-        world_to_norm = to_norm @ torch.linalg.inv(torch.as_tensor(lm.affine, dtype=torch.float64))
+        world_to_norm = world_to_normalised(lm.aseg.shape, lm.affine)
         vox_mm = float(np.abs(lm.affine[:3, :3]).sum(0).min())
         return {"name": lm.name, "vol": vol, "world_to_norm": world_to_norm, "vox_mm": vox_mm}
 
@@ -266,21 +245,6 @@ class BrainGenerator:
         m[:3, 3] = trans.cpu()
         return m
 
-    def _sampling_grid(self, n: int, to_norm: torch.Tensor, disp: Optional[torch.Tensor]) -> torch.Tensor:
-        """grid_sample grid (1, n, n, n, 3) for output grid size n under affine `to_norm` plus displacement."""
-        vox = FOV_MM / n
-        axis = (torch.arange(n, device=self.device, dtype=torch.float32) - (n - 1) / 2.0) * vox
-        g = to_norm.to(device=self.device, dtype=torch.float32)
-        coords = []
-        for row in range(3):
-            c = (g[row, 0] * axis[:, None, None] + g[row, 1] * axis[None, :, None]
-                 + g[row, 2] * axis[None, None, :] + g[row, 3])
-            if disp is not None:
-                c = c + disp[row]
-            coords.append(c)
-        # grid_sample's last dimension indexes (W, H, D) = volume axes (2, 1, 0).
-        return torch.stack(coords[::-1], dim=-1)[None]
-
     # ---------------------------------------------------------------------------------------------------------
     @torch.no_grad()
     def sample(self) -> tuple[torch.Tensor, torch.Tensor]:
@@ -301,7 +265,7 @@ class BrainGenerator:
             lin = to_norm[:3, :3].to(device=self.device, dtype=torch.float32)
             coarse = torch.einsum("ij,bjxyz->bixyz", lin, coarse)
             disp = F.interpolate(coarse, size=(fine, fine, fine), mode="trilinear", align_corners=True)[0]
-        grid = self._sampling_grid(fine, to_norm, disp)
+        grid = sampling_grid(fine, to_norm, self.device, disp)
         sampled = F.grid_sample(lm["vol"], grid, mode="nearest", padding_mode="zeros", align_corners=True)
         if s > 1:
             grid_n = F.avg_pool3d(grid.permute(0, 4, 1, 2, 3), s).permute(0, 2, 3, 4, 1)

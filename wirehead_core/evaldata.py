@@ -18,6 +18,7 @@ from typing import Optional
 
 import numpy as np
 
+from wirehead_core._brain_grid import FOV_MM, read_volume, sampling_grid, world_to_normalised
 from wirehead_core._brain_labels import canonical_aseg, map_labels
 from wirehead_core.errors import ConfigError
 from wirehead_core.paper_config import EvalVolumeConfig, TrainConfig
@@ -83,21 +84,12 @@ def resample_to_grid(data: np.ndarray, affine: np.ndarray, grid: int, mode: str 
     import torch
     import torch.nn.functional as F
 
-    from wirehead_core.brain import FOV_MM
-
     squeeze = data.ndim == 3
     vol = torch.as_tensor(np.ascontiguousarray(data if not squeeze else data[None]), dtype=torch.float32)[None]
     in_vox = float(np.abs(affine[:3, :3]).sum(0).min())
     factor = max(1, int(math.ceil((FOV_MM / grid) / in_vox - 1e-6))) if mode == "average" else 1
     n = grid * factor
-    sizes = torch.tensor(vol.shape[2:], dtype=torch.float64)
-    to_norm = torch.diag(torch.cat([2.0 / (sizes - 1), torch.ones(1, dtype=torch.float64)]))
-    to_norm[:3, 3] = -1.0
-    g = (to_norm @ torch.linalg.inv(torch.as_tensor(affine, dtype=torch.float64))).float()
-    axis = (torch.arange(n, dtype=torch.float32) - (n - 1) / 2.0) * (FOV_MM / n)
-    coords = [g[r, 0] * axis[:, None, None] + g[r, 1] * axis[None, :, None] + g[r, 2] * axis[None, None, :] + g[r, 3]
-              for r in range(3)]
-    sample_grid = torch.stack(coords[::-1], dim=-1)[None]
+    sample_grid = sampling_grid(n, world_to_normalised(vol.shape, affine), torch.device("cpu"))
     out = F.grid_sample(vol, sample_grid, mode="bilinear" if mode == "average" else "nearest",
                         padding_mode="zeros", align_corners=True)
     if factor > 1:
@@ -107,17 +99,7 @@ def resample_to_grid(data: np.ndarray, affine: np.ndarray, grid: int, mode: str 
 
 
 def _read(path: Path) -> tuple[np.ndarray, np.ndarray]:
-    import nibabel as nib
-
-    if not Path(path).is_file():
-        raise ConfigError(f"train.eval: {path} does not exist")
-    img = nib.load(str(path))
-    data = np.asanyarray(img.dataobj)
-    if data.ndim == 4 and data.shape[3] == 1:
-        data = data[..., 0]
-    if data.ndim != 3:
-        raise ConfigError(f"train.eval: {path} is not a 3-D volume (shape {data.shape})")
-    return data, np.asarray(img.affine, dtype=np.float64)
+    return read_volume(path, "train.eval")
 
 
 def load_icbm152(grid: int) -> EvalVolume:
