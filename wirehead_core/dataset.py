@@ -71,14 +71,16 @@ class _ReadRights:
         self.rights: dict[int, int] = {}
         self.known: Optional[dict[str, Any]] = None  # the reads document as of our last claim
         self.exhausted = False
+        self.by_sid: dict[int, _Entry] = {}
 
     def take(self, store: Store, table: list[_Entry], preferred: _Entry) -> Optional[_Entry]:
         """The entry to read: `preferred` if we hold a right for it, else one we hold or can claim; None when the
         generation allows no more reads."""
         gen = table[0].gen
-        if gen != self.gen:
+        if gen != self.gen:  # a new generation: its id -> entry map is built once, not on every read
             self.gen, self.rights, self.known, self.exhausted = gen, {}, None, False
-        by_sid = {e.sid: e for e in table}
+            self.by_sid = {e.sid: e for e in table}
+        by_sid = self.by_sid
         for _ in range(2):
             if self.rights.get(preferred.sid, 0) <= 0:
                 held = [sid for sid, k in self.rights.items() if k > 0 and sid in by_sid]
