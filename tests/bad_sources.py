@@ -49,3 +49,13 @@ def raises(config) -> Iterator[tuple]:
 def nan_values(config) -> Iterator[tuple]:
     yield from _good(config)
     yield (np.full((8, 8, 8), np.nan, np.float32), np.zeros((8, 8, 8), np.uint8))
+
+
+def slow_setup(config, marker: str) -> Iterator[tuple]:
+    """Takes long to set up (a big import on a busy node); `marker` appears once set-up has begun."""
+    import pathlib
+    import time
+
+    pathlib.Path(marker).write_text("setting up")
+    time.sleep(8)
+    return _good(config)

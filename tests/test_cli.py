@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -147,3 +149,23 @@ def test_credentials_never_appear_in_status_or_errors(tmp_path):
 def test_module_entry_point_matches_console_script():
     result = subprocess.run([sys.executable, "-m", "wirehead_core.cli", "--help"], capture_output=True, text=True)
     assert result.returncode == 0 and "generate" in result.stdout and "manager" in result.stdout
+
+
+def test_a_generator_stopped_while_it_is_still_starting_exits_cleanly(make_config, tmp_path):
+    _, path = make_config()
+    marker = tmp_path / "marker"
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(TESTS), os.environ.get("PYTHONPATH", "")])}
+    proc = subprocess.Popen(wirehead_command("generate", "--config", str(path), "--source", "bad_sources:slow_setup",
+                                             "--arg", f"marker={marker}"),
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    try:
+        deadline = time.monotonic() + 60
+        while not marker.exists() and time.monotonic() < deadline and proc.poll() is None:
+            time.sleep(0.05)
+        assert marker.exists(), proc.communicate()[1]
+        proc.send_signal(signal.SIGTERM)
+        out, err = proc.communicate(timeout=90)
+    finally:
+        proc.kill()
+    assert proc.returncode == 0, err
+    assert json.loads(out.splitlines()[-1])["committed"] == 0

@@ -10,6 +10,7 @@ import logging
 import os
 import signal
 import sys
+import threading
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, Optional
@@ -87,25 +88,39 @@ def _cmd_server(args: argparse.Namespace) -> int:
     return 0
 
 
+def _early_stop() -> threading.Event:
+    """Record SIGTERM/SIGINT that arrive during start-up (a slow import on a busy node), for a clean stop later."""
+    event = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: event.set())
+    return event
+
+
 def _cmd_generate(args: argparse.Namespace) -> int:
+    early_stop = _early_stop()
     from wirehead_core.generator import Generator
 
     config = _config(args)
     source = resolve_source(args.source, config, args.seed, _parse_kv(args.arg or [], "--arg"))
     gen = Generator(config, source, name=args.name, commit_log=args.commit_log)
     gen.install_signal_handlers()
+    if early_stop.is_set():
+        gen.stop()
     stats = gen.run(max_samples=args.max_samples)
     _out(json.dumps({"generator": gen.name, **stats.as_dict()}))
     return 0
 
 
 def _cmd_manager(args: argparse.Namespace) -> int:
+    early_stop = _early_stop()
     from wirehead_core.manager import SwapManager, fault_hook_from_env
 
     config = _config(args)
     manager = SwapManager(config, name=args.name, fault_hook=fault_hook_from_env())
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: manager.stop())
+    if early_stop.is_set():
+        manager.stop()
     swaps = manager.run(max_swaps=args.max_swaps, duration_s=args.duration)
     _out(json.dumps({"manager": manager.name, "swaps": swaps}))
     return 0
