@@ -18,6 +18,7 @@ export PATH="$VENV/bin:$PATH"
 SMK_TIMEOUT=${SMK_TIMEOUT:-600}
 WORK=${CI_WORKDIR:-$(mktemp -d /tmp/wirehead-ci-workflow.XXXXXX)}
 TEST_CONFIG=$REPO/.test/config/config.yaml
+FAIL_CONFIG=$REPO/.test/config/fail.yaml
 T_START=$SECONDS
 STARTED_CLUSTER=0
 FAILED=0
@@ -35,8 +36,11 @@ cleanup() {
   done
   # Likewise its SLURM server jobs (their time limit would end them later).
   if [[ -z ${SKIP_SLURM:-} ]] && command -v scancel >/dev/null; then
-    timeout 10 scancel --name=wirehead-server-ci_slurm 2>/dev/null || true
-    timeout 10 scancel --name=wirehead-server-ci_slurm_fail 2>/dev/null || true
+    local run
+    for run in ci_slurm ci_slurm_fail; do
+      timeout 10 scancel --name="wirehead-server-$run" 2>/dev/null || true
+      timeout 10 scancel --name="wirehead-pool-$run-distributed" 2>/dev/null || true
+    done
   fi
   if ((STARTED_CLUSTER)) && [[ -z ${KEEP_CLUSTER:-} ]]; then bash "$REPO/scripts/slurm-local.sh" stop || true; fi
 }
@@ -106,10 +110,12 @@ t=$SECONDS
 if smk -d "$dir" --profile "$REPO/profiles/local" --configfile "$TEST_CONFIG" >"$WORK/local.log" 2>&1; then
   ok "local tiny run ($((SECONDS - t)) s)"
   for f in results/tables/table3_scaling.csv results/tables/table3_scaling.md results/figures/scaling.png \
+    results/tables/table1_read_throughput.md results/tables/table2_generation_throughput.md \
+    results/figures/utilisation.png results/figures/dice.png results/ci/train/distributed/pool.stopped \
     results/ci/server.stopped; do
     [[ -s $dir/$f ]] && ok "$f" || fail "$f missing"
   done
-  cat "$dir/results/tables/table3_scaling.md"
+  cat "$dir/results/tables/table3_scaling.md" "$dir/results/tables/table1_read_throughput.md"
   if smk -d "$dir" --profile "$REPO/profiles/local" --configfile "$TEST_CONFIG" --report "$dir/report.html" \
     >"$WORK/report.log" 2>&1 && [[ -s $dir/report.html ]]; then
     ok "report.html ($(du -k "$dir/report.html" | cut -f1) KiB)"
@@ -121,24 +127,25 @@ else
 fi
 [[ -z $(leftover_processes "$dir/") ]] && ok "no process left" || { leftover_processes "$dir/"; fail "processes left"; }
 
-step "local run with a forced failure (fail_point=1)"
+step "local run with a forced failure (a training experiment fails while its generator pool and the server run)"
 dir=$(rundir local-fail)
 t=$SECONDS
 rc=0
-smk -d "$dir" --profile "$REPO/profiles/local" --configfile "$TEST_CONFIG" --config fail_point=1 \
-  >"$WORK/local-fail.log" 2>&1 || rc=$?
+smk -d "$dir" --profile "$REPO/profiles/local" --configfile "$FAIL_CONFIG" >"$WORK/local-fail.log" 2>&1 || rc=$?
 if ((rc != 0 && rc != 137)); then ok "the workflow failed as asked (rc $rc, $((SECONDS - t)) s)"
 else tail -30 "$WORK/local-fail.log"; fail "forced local failure gave rc $rc"; fi
-[[ -z $(leftover_processes "$dir/") ]] && ok "no process left (server stopped by onerror)" \
+grep -q "failing on purpose" "$dir"/logs/ci_fail/train/distributed/train.log && ok "it failed where asked" \
+  || fail "the failure was not the injected one"
+[[ -z $(leftover_processes "$dir/") ]] && ok "no process left (pool and server stopped by onerror)" \
   || { leftover_processes "$dir/"; fail "processes left after the failure"; }
 
 # ------------------------------------------------------------------------------------------------ SLURM runs
 # The server job of a run must be gone from squeue and CANCELLED in sacct (the teardown scancelled it).
-check_server_job() {  # check_server_job EXPERIMENT
-  local name=wirehead-server-$1 last
+check_server_job() {  # check_server_job EXPERIMENT [JOB_NAME]
+  local name=${2:-wirehead-server-$1} last
   if [[ -n $(squeue -h -n "$name" -o %i) ]]; then squeue -n "$name"; fail "server job $name still in squeue"; return; fi
   last=$(sacct -X -n -P --name "$name" -S now-3600 -o JobID,State | sort -t'|' -k1,1n | tail -1)
-  [[ $last == *"|CANCELLED"* ]] && ok "server job ${last%%|*} ($name): CANCELLED, not in squeue" \
+  [[ $last == *"|CANCELLED"* ]] && ok "job ${last%%|*} ($name): CANCELLED, not in squeue" \
     || fail "server job of $name: '$last' (expected CANCELLED)"
 }
 
@@ -154,7 +161,8 @@ else
   step "one-node SLURM cluster"
   t=$SECONDS
   bash scripts/slurm-local.sh status >/dev/null 2>&1 || STARTED_CLUSTER=1
-  if bash scripts/slurm-local.sh start; then ok "cluster up ($((SECONDS - t)) s)"; else fail "cluster start"; fi
+  # 8 declared CPUs on the 2-core CI machine: the server, a generator pool and a training job must run at once.
+  if SLURM_CPUS=${SLURM_CPUS:-8} bash scripts/slurm-local.sh start; then ok "cluster up ($((SECONDS - t)) s)"; else fail "cluster start"; fi
 
   step "SLURM run of the tiny config (--profile profiles/slurm)"
   dir=$(rundir slurm)
@@ -164,24 +172,28 @@ else
   if smk -d "$dir" --profile "$REPO/profiles/slurm" --configfile "$TEST_CONFIG" --config experiment=ci_slurm \
     --set-resources scaling_point:cpus_per_task=1 >"$WORK/slurm.log" 2>&1; then
     ok "SLURM tiny run ($((SECONDS - t)) s)"
-    [[ -s $dir/results/tables/table3_scaling.csv ]] && ok "table3_scaling.csv" || fail "table3_scaling.csv missing"
-    cat "$dir/results/tables/table3_scaling.md"
+    for f in table3_scaling.csv table1_read_throughput.csv table2_generation_throughput.csv; do
+      [[ -s $dir/results/tables/$f ]] && ok "$f" || fail "$f missing"
+    done
+    cat "$dir/results/tables/table3_scaling.md" "$dir/results/tables/table1_read_throughput.md"
   else
     tail -40 "$WORK/slurm.log"; fail "SLURM tiny run"
   fi
   check_server_job ci_slurm
+  check_server_job ci_slurm wirehead-pool-ci_slurm-distributed
   no_new_jobs "$before"
 
-  step "SLURM run with a forced failure (fail_point=1)"
+  step "SLURM run with a forced failure (a training job fails while its generator pool and the server run)"
   dir=$(rundir slurm-fail)
   before=$(squeue -h -o %i | tr '\n' ' ')
   t=$SECONDS
   rc=0
-  smk -d "$dir" --profile "$REPO/profiles/slurm" --configfile "$TEST_CONFIG" --config experiment=ci_slurm_fail \
-    fail_point=1 --set-resources scaling_point:cpus_per_task=1 >"$WORK/slurm-fail.log" 2>&1 || rc=$?
+  smk -d "$dir" --profile "$REPO/profiles/slurm" --configfile "$FAIL_CONFIG" --config experiment=ci_slurm_fail \
+    --set-resources scaling_point:cpus_per_task=1 >"$WORK/slurm-fail.log" 2>&1 || rc=$?
   if ((rc != 0 && rc != 137)); then ok "the workflow failed as asked (rc $rc, $((SECONDS - t)) s)"
   else tail -30 "$WORK/slurm-fail.log"; fail "forced SLURM failure gave rc $rc"; fi
   check_server_job ci_slurm_fail
+  check_server_job ci_slurm_fail wirehead-pool-ci_slurm_fail-distributed
   no_new_jobs "$before"
 fi
 

@@ -193,7 +193,10 @@ write_slurm_conf() {  # returns 0 when the file changed
   threads=$(field ThreadsPerCore)
   mem=${SLURM_MEM_MB:-$(($(field RealMemory) * 9 / 10))}  # all of it gets the node DRAINED for "Low RealMemory"
   local topology="Boards=$boards SocketsPerBoard=$sockets CoresPerSocket=$cores ThreadsPerCore=$threads"
-  [[ -n ${SLURM_CPUS:-} ]] && topology=""
+  local overrides=""
+  # Declaring more CPUs than the machine has (SLURM_CPUS) lets jobs that each ask for a core run side by side;
+  # slurmd would otherwise mark the node invalid.
+  [[ -n ${SLURM_CPUS:-} ]] && topology="" && overrides="SlurmdParameters=config_overrides"
   if [[ $WITH_SLURMDBD == 1 ]]; then
     acct="AccountingStorageType=accounting_storage/slurmdbd
 AccountingStorageHost=localhost"
@@ -230,6 +233,7 @@ MinJobAge=600
 SchedulerParameters=batch_sched_delay=0,sched_min_interval=100000
 $acct
 JobAcctGatherType=$gather
+$overrides
 NodeName=$HOST NodeAddr=127.0.0.1 NodeHostname=$HOST CPUs=$cpus $topology RealMemory=$mem State=UNKNOWN
 PartitionName=$PARTITION Nodes=$HOST Default=YES MaxTime=INFINITE State=UP
 EOF

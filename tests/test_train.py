@@ -56,6 +56,7 @@ def test_coupled_run_writes_a_well_formed_step_csv(coupled_run):
     for r in rows:
         # coupled mode: every sample is freshly generated, so every sample id is unique
         assert int(r["samples_read"]) == int(r["step"]) == int(r["unique_samples"])
+        assert float(r["reads_per_sample"]) == 1.0
         assert math.isfinite(float(r["loss"])) and float(r["loss"]) > 0
         assert 0.0 <= float(r["train_dice"]) <= 1.0
         assert 0.0 < float(r["lr"]) <= 0.003
@@ -84,6 +85,9 @@ def test_coupled_run_saves_a_loadable_checkpoint_and_summary(coupled_run):
     summary = json.loads((coupled_run / "summary.json").read_text())
     assert summary["mode"] == "coupled" and summary["steps"] == ckpt["step"] > 0
     assert summary["unique_samples"] == summary["samples_read"]
+    assert summary["reads_per_sample_mean"] == summary["reads_per_sample_p95"] == 1.0
+    assert 0.0 < summary["data_wait_s"] < summary["wall_s"]
+    assert 0.0 < summary["compute_s"] and summary["data_wait_s"] + summary["compute_s"] <= summary["wall_s"]
     assert set(summary["final_dice"]["icbm152"]) == {"background", "csf", "gm", "wm", "mean"}
     assert (coupled_run / "dice.png").stat().st_size > 1000
 

@@ -102,7 +102,7 @@ class _Bench:
     def drop(self, config: Config) -> None:
         store = Store(config)
         try:
-            store.db.client.drop_database(config.mongo.database)
+            store.drop_database()
         finally:
             store.close()
 

@@ -357,6 +357,8 @@ def source(config: Any, seed: Optional[int] = None) -> Iterator[tuple[np.ndarray
     from wirehead_core.evaldata import evaluation_paths
 
     cfg = brain_config(config)
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
     train = config.section("train") if hasattr(config, "section") else None
     generator = BrainGenerator(cfg, seed=seed, forbidden=evaluation_paths(train))
     logger.info("brain source: %d^3 grid, %s labels, maps %s on %s", cfg.grid, cfg.labels,

@@ -85,6 +85,8 @@ class BrainConfig:
         gamma_std (float): standard deviation of the log gamma exponent.
         supersample (int): the image is drawn on an N·s grid and averaged down to N (partial-volume effect).
         seed (int, optional): base seed; a source started with its own seed ignores it.
+        threads (int): torch threads of a generator process started with `wirehead_core.brain.source` (0 = torch's
+            default, all cores); several generators sharing a machine each want 1.
     """
 
     grid: int = 64
@@ -112,9 +114,11 @@ class BrainConfig:
     gamma_std: float = 0.25
     supersample: int = 1
     seed: Optional[int] = None
+    threads: int = 0
 
     def validate(self, key: str) -> None:
         k = key or "brain"
+        _check(self.threads >= 0, f"{k}.threads", "expected an integer >= 0 (0 = torch's default)")
         _check(16 <= self.grid <= 512, f"{k}.grid", f"expected an integer in [16, 512], got {self.grid}")
         _check(len(self.label_maps) >= 1, f"{k}.label_maps", "expected at least one label map")
         for i, name in enumerate(self.label_maps):

@@ -101,6 +101,10 @@ class Store:
                 self._client.close()
             self._client = None
 
+    def drop_database(self) -> None:
+        """Drop the whole configured database (every namespace in it): a fresh start for a measurement."""
+        self.retry("drop database", lambda: self.db.client.drop_database(self.config.mongo.database))
+
     def coll(self, name: str) -> Collection:
         """Collection ``<namespace>.<name>``."""
         return self.db[f"{self.ns}.{name}"]

@@ -10,6 +10,7 @@ seconds the model is evaluated on real volumes (`wirehead_core.evaldata`). Under
 from __future__ import annotations
 
 import argparse
+import collections
 import contextlib
 import csv
 import dataclasses
@@ -47,7 +48,8 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-STEP_COLUMNS = ["wall_s", "step", "samples_read", "unique_samples", "loss", "train_dice", "lr", "data_s", "step_s"]
+STEP_COLUMNS = ["wall_s", "step", "samples_read", "unique_samples", "reads_per_sample", "loss", "train_dice", "lr",
+                "data_s", "step_s"]
 
 
 @dataclass(frozen=True)
@@ -298,7 +300,8 @@ def train(config: Any, *, budget_s: Optional[float] = None, mode: Optional[str] 
         bar = tqdm(total=round(tcfg.budget_s), unit="s", desc=f"train[{tcfg.mode}]", file=sys.stderr,
                    dynamic_ncols=True, bar_format="{l_bar}{bar}| {n:.0f}/{total:.0f}s {postfix}")
 
-    seen: set[tuple[int, int]] = set()
+    seen: collections.Counter[tuple[int, int]] = collections.Counter()
+    data_wait = compute = 0.0
     crop_rng = torch.Generator().manual_seed(tcfg.seed)
     step = samples = 0
     final: dict[str, dict[str, float]] = {}
@@ -314,7 +317,8 @@ def train(config: Any, *, budget_s: Optional[float] = None, mode: Optional[str] 
             row.update({f"dice_{n}": v for n, v in zip(names, values[:-1])})
             eval_log.write(row)
             final[name] = {**{n: v for n, v in zip(names, values[:-1])}, "mean": values[-1]}
-            logger.info("eval %s at %.0fs step %d: mean Dice %.3f", name, now, step, values[-1])
+            logger.info("eval %s at %.0fs step %d: mean Dice %.3f, reads per sample %.2f", name, now, step,
+                        values[-1], samples / len(seen) if seen else 0.0)
         _save_checkpoint(out / "checkpoint.pt", model, optimiser, step, samples, brain, tcfg)
 
     try:
@@ -327,6 +331,7 @@ def train(config: Any, *, budget_s: Optional[float] = None, mode: Optional[str] 
                 image = image[:, None]
             label = label.to(device, non_blocking=True).long()
             seen.update(map(tuple, key.reshape(-1, 2).tolist()))
+            data_wait += time.monotonic() - t0
             image, label = crop_patch(image, label, tcfg.patch, crop_rng)
             image = normalise_intensity(image, tuple(tcfg.normalise_quantiles))
             image = image.contiguous(memory_format=memory_format)
@@ -349,11 +354,12 @@ def train(config: Any, *, budget_s: Optional[float] = None, mode: Optional[str] 
             step += 1
             samples += image.shape[0]
             t2 = time.monotonic()
+            compute += t2 - t1
             elapsed = t2 - start
             if step % tcfg.log_every_steps == 0:
                 train_dice = dice_per_class(logits.detach().argmax(1), label, n_classes).mean
                 step_log.write({"wall_s": elapsed, "step": step, "samples_read": samples,
-                                "unique_samples": len(seen), "loss": float(loss.detach()),
+                                "unique_samples": len(seen), "reads_per_sample": samples / len(seen), "loss": float(loss.detach()),
                                 "train_dice": train_dice, "lr": lr, "data_s": t1 - t0, "step_s": t2 - t1})
             if bar is not None:
                 bar.n = min(elapsed, tcfg.budget_s)
@@ -382,12 +388,26 @@ def train(config: Any, *, budget_s: Optional[float] = None, mode: Optional[str] 
         "mode": tcfg.mode, "model": tcfg.model, "parameters": count_parameters(model), "device": str(device),
         "grid": brain.grid, "labels": brain.labels, "steps": step, "samples_read": samples,
         "unique_samples": len(seen), "wall_s": wall, "steps_per_s": step / wall if wall else 0.0,
+        # How often the trainer saw each distinct sample (the reuse the paper's section VII-B warns about).
+        "reads_per_sample_mean": samples / len(seen) if seen else 0.0,
+        "reads_per_sample_p95": _p95(list(seen.values())),
+        "data_wait_s": data_wait,
+        # Time in optimiser steps: over wall_s, the trainer's analogue of the paper's GPU utilisation.
+        "compute_s": compute,
         "final_dice": final,
     }
     (out / "summary.json").write_text(json.dumps(summary, indent=2, allow_nan=True) + "\n")
     if volumes:
         plot_dice_curve(out / "eval.csv", out / "dice.png")
     return result
+
+
+def _p95(values: list[int]) -> float:
+    """The 95th percentile (nearest rank) of `values`; 0 for none."""
+    if not values:
+        return 0.0
+    ordered = sorted(values)
+    return float(ordered[min(len(ordered) - 1, math.ceil(0.95 * len(ordered)) - 1)])
 
 
 def _save_checkpoint(path: Path, model: torch.nn.Module, optimiser: torch.optim.Optimizer, step: int,

@@ -6,6 +6,7 @@
 rule scaling_point:
     input:
         uri=SERVER_URI,
+        previous=after_previous_point,
     output:
         f"results/{EXP}/scaling/n{{n}}.json",
     log:

@@ -42,3 +42,92 @@ rule scaling_figure:
         "../envs/wirehead.yaml"
     script:
         "../scripts/scaling_figure.py"
+
+
+localrules:
+    table1_read_throughput,
+    table2_generation_throughput,
+    utilisation_figure,
+    dice_figure,
+
+
+rule table1_read_throughput:
+    input:
+        experiment_metrics(),
+    output:
+        csv=report(
+            "results/tables/table1_read_throughput.csv",
+            caption="../report/table1.rst",
+            category="Tables I-II: training throughput",
+            labels={"table": "I", "format": "csv"},
+        ),
+        md="results/tables/table1_read_throughput.md",
+    log:
+        "logs/table1_read_throughput.log",
+    params:
+        table="table1",
+    conda:
+        "../envs/wirehead.yaml"
+    script:
+        "../scripts/training_tables.py"
+
+
+rule table2_generation_throughput:
+    input:
+        experiment_metrics(),
+    output:
+        csv=report(
+            "results/tables/table2_generation_throughput.csv",
+            caption="../report/table2.rst",
+            category="Tables I-II: training throughput",
+            labels={"table": "II", "format": "csv"},
+        ),
+        md="results/tables/table2_generation_throughput.md",
+    log:
+        "logs/table2_generation_throughput.log",
+    params:
+        table="table2",
+    conda:
+        "../envs/wirehead.yaml"
+    script:
+        "../scripts/training_tables.py"
+
+
+rule utilisation_figure:
+    input:
+        experiment_metrics(),
+    output:
+        report(
+            "results/figures/utilisation.png",
+            caption="../report/utilisation.rst",
+            category="Figures: utilisation and Dice",
+            labels={"figure": "utilisation"},
+        ),
+    log:
+        "logs/utilisation_figure.log",
+    params:
+        figure="utilisation",
+    conda:
+        "../envs/wirehead.yaml"
+    script:
+        "../scripts/training_figures.py"
+
+
+rule dice_figure:
+    input:
+        experiment_metrics(),
+    output:
+        report(
+            "results/figures/dice.png",
+            caption="../report/dice.rst",
+            category="Figures: utilisation and Dice",
+            labels={"figure": "dice"},
+        ),
+    log:
+        "logs/dice_figure.log",
+    params:
+        figure="dice",
+    conda:
+        "../envs/wirehead.yaml"
+    script:
+        "../scripts/training_figures.py"

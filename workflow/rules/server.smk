@@ -35,7 +35,7 @@ rule server_start:
 rule server_stop:
     input:
         uri=SERVER_URI,
-        users=scaling_points(),
+        users=scaling_points() + experiment_metrics() + pools_stopped(),
     output:
         SERVER_STOPPED,
     log:

@@ -1,18 +1,81 @@
-# Training experiments (Tables I-II, GPU-utilisation and Dice figures): the next increment of issue 4.
-#
-# `wirehead train --config C --mode coupled|wirehead --budget B --output-dir D` and `wirehead trace` exist in
-# wirehead_core/train.py and tracer.py, but they are still being written; the rules below will call them once they
-# settle. Planned, per experiment (paths are the placeholders named in `rule all`):
-#
-#   rule train_coupled:    generator inside the training loop (the baseline), one GPU job
-#       output: results/{exp}/train/coupled/metrics.csv
-#   rule train_wirehead:   trainer reading the cache that config["train"]["generators"] generators fill through
-#                          the experiment's server (input: SERVER_URI, so server_stop waits for it too)
-#       output: results/{exp}/train/wirehead/metrics.csv
-#       resources: gpu=1, gpu_model=config["train"]["gpu_model"] (A100-class in config/paper.yaml),
-#                  runtime from config["train"]["budget_s"]; partitions and accounts stay in the profile
-#   rule trace_gpu:        `wirehead trace` beside each training job -> results/{exp}/train/{mode}/gpu.csv
-#   rule table1_throughput -> results/tables/table1_throughput.{csv,md}
-#   rule table2_dice       -> results/tables/table2_dice.{csv,md}
-#   rule gpu_figure        -> results/figures/gpu_utilisation.png
-#   rule dice_figure       -> results/figures/dice.png
+# Training experiments (Tables I-II, utilisation and Dice figures), one per enabled entry of
+# training.experiments: coupled (generation inline), local wirehead (manager and generators inside the training
+# job) and distributed wirehead (manager and generators as separate jobs: a local rule starts them, as for the
+# server, because a normal rule would block until they exit; pool_stop ends them once training is done).
+
+
+localrules:
+    pool_start,
+    pool_stop,
+
+
+rule pool_start:
+    input:
+        uri=SERVER_URI,
+        previous=after_previous_experiment,
+    output:
+        f"{TRAIN_DIR}/pool.ready",
+    log:
+        f"logs/{EXP}/train/{{name}}/pool_start.log",
+    params:
+        spec=experiment_spec,
+        training=TRAINING,
+        workdir=TRAIN_DIR,
+        database=experiment_database,
+        record=lambda w: pool_record(w.name),
+        launcher=server_launcher,
+        job_name=lambda w: f"wirehead-pool-{EXP}-{w.name}",
+    # Resources of each array task of the pool's SLURM job (this rule itself only submits it and waits).
+    resources:
+        cpus_per_task=TRAINING.get("pool", {}).get("cpus_per_task", 1),
+        mem_mb=TRAINING.get("pool", {}).get("mem_mb", 2000),
+        gpu=TRAINING.get("pool", {}).get("gpus", 0),
+        runtime=train_runtime,
+    conda:
+        "../envs/wirehead.yaml"
+    script:
+        "../scripts/pool_start.py"
+
+
+rule train_experiment:
+    input:
+        uri=SERVER_URI,
+        ready=pool_ready,
+    output:
+        f"{TRAIN_DIR}/metrics.json",
+    log:
+        f"logs/{EXP}/train/{{name}}/train.log",
+    params:
+        spec=experiment_spec,
+        training=TRAINING,
+        workdir=TRAIN_DIR,
+        database=experiment_database,
+        fail=lambda w: config.get("fail_experiment") == w.name,
+    threads: train_threads
+    resources:
+        cpus_per_task=train_threads,
+        mem_mb=TRAINING.get("mem_mb", 4000),
+        gpu=TRAINING.get("gpus", 0),
+        gpu_model=TRAINING.get("gpu_model") or "",
+        runtime=train_runtime,
+    conda:
+        "../envs/wirehead.yaml"
+    script:
+        "../scripts/train_experiment.py"
+
+
+rule pool_stop:
+    input:
+        f"{TRAIN_DIR}/metrics.json",
+    output:
+        f"{TRAIN_DIR}/pool.stopped",
+    log:
+        f"logs/{EXP}/train/{{name}}/pool_stop.log",
+    params:
+        python=PYTHON,
+        script=SERVER_STOP_SCRIPT,
+        record=lambda w: pool_record(w.name),
+    conda:
+        "../envs/wirehead.yaml"
+    shell:
+        "{params.python} {params.script} --record {params.record} --done {output} > {log} 2>&1"

@@ -58,7 +58,7 @@ def run_point(n: int, uri: str, workdir: Path, p) -> dict[str, Any]:
     config = load_config(cfg_path)
     store = Store(config)
     try:  # a rerun on the same server starts from an empty database
-        store.db.client.drop_database(p.database)
+        store.drop_database()
     finally:
         store.close()
     procs = [spawn(wirehead_command("manager", "--config", str(cfg_path), "--name", f"manager-n{n}"),

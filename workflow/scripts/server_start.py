@@ -15,17 +15,10 @@ from pathlib import Path
 
 from wirehead_core.store import ping
 
+import slurm_jobs
 import smk_entry  # beside this script: Snakemake puts its folder on sys.path
 
 _LOG = logging.getLogger("server_start")
-
-
-def write_record(path: Path, record: dict) -> None:
-    """Atomically write the launch record that teardown reads."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(record, indent=2))
-    tmp.replace(path)
 
 
 def fresh_data_dir(server_dir: Path) -> None:
@@ -41,16 +34,10 @@ def start_local(server_dir: Path, record: Path) -> str:
     cmd = [sys.executable, "-m", "wirehead_core.cli", "server", "start", "--dir", str(server_dir),
            "--uri-file", str(uri_tmp)]
     _LOG.info("running %s", " ".join(cmd))
-    write_record(record, {"launcher": "local", "dir": str(server_dir)})
+    slurm_jobs.write_record(record, {"launcher": "local", "dir": str(server_dir)})
     out = subprocess.run(cmd, check=True, capture_output=True, text=True)
     _LOG.info("server: %s", out.stdout.strip())
     return uri_tmp.read_text().strip()
-
-
-def job_state(job_id: str) -> str:
-    """SLURM state of `job_id` (``""`` once squeue no longer knows it)."""
-    out = subprocess.run(["squeue", "-h", "-j", job_id, "-t", "all", "-o", "%T"], capture_output=True, text=True)
-    return out.stdout.strip()
 
 
 def start_slurm(server_dir: Path, record: Path, job_name: str, resources, timeout_s: float) -> str:
@@ -59,18 +46,9 @@ def start_slurm(server_dir: Path, record: Path, job_name: str, resources, timeou
     ready = server_dir / "ready.json"
     job_script = Path(__file__).with_name("server_job.py").resolve()
     wrap = f"exec {sys.executable} {job_script} --dir {server_dir.resolve()} --ready-file {ready.resolve()}"
-    cmd = ["sbatch", "--parsable", "--job-name", job_name, "--comment", "wirehead database server",
-           "--output", str(server_dir / "slurm-%j.log"), "--ntasks=1",
-           f"--cpus-per-task={resources.cpus_per_task}", f"--mem={resources.mem_mb}",
-           f"--time={resources.runtime}"]
-    for resource, flag in (("slurm_account", "--account"), ("slurm_partition", "--partition")):
-        value = getattr(resources, resource, None)
-        if value:
-            cmd.append(f"{flag}={value}")
-    cmd += ["--wrap", wrap]
-    _LOG.info("submitting %s", " ".join(cmd))
-    job_id = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout.strip().split(";")[0]
-    write_record(record, {"launcher": "slurm", "job_id": job_id, "dir": str(server_dir)})
+    job_id = slurm_jobs.submit(job_name, wrap, str(server_dir / "slurm-%j.log"), resources,
+                               comment="wirehead database server")
+    slurm_jobs.write_record(record, {"launcher": "slurm", "job_id": job_id, "dir": str(server_dir)})
     _LOG.info("server job %s submitted", job_id)
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
@@ -79,7 +57,7 @@ def start_slurm(server_dir: Path, record: Path, job_name: str, resources, timeou
             if ping(uri, timeout_s=2.0):
                 _LOG.info("server job %s answers on %s", job_id, uri)
                 return uri
-        state = job_state(job_id)
+        state = slurm_jobs.job_state(job_id)
         if state not in ("PENDING", "CONFIGURING", "RUNNING", ""):
             raise RuntimeError(f"server job {job_id} ended ({state}); see {server_dir}/slurm-{job_id}.log")
         time.sleep(1.0)

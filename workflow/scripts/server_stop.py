@@ -1,13 +1,16 @@
-"""Stop the experiment's server from its launch record (rule server_stop, onerror and onsuccess).
+"""Stop what a launch record names: the experiment's server or a generator pool (rules server_stop, pool_stop,
+onerror and onsuccess).
 
-Idempotent: a record whose server is already gone is simply removed. SLURM servers are scancelled and waited for;
-local ones are stopped with ``wirehead server stop``.
+Idempotent: a record whose jobs are already gone is simply removed. SLURM jobs (and arrays) are scancelled and
+waited for; local servers are stopped with ``wirehead server stop``; local processes get SIGTERM, then SIGKILL.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
+import signal
 import subprocess
 import sys
 import time
@@ -20,10 +23,41 @@ def slurm_job_active(job_id: str) -> bool:
     return out.stdout.strip() in {"PENDING", "CONFIGURING", "RUNNING", "COMPLETING", "SUSPENDED"}
 
 
+def process_alive(pid: int) -> bool:
+    """Whether `pid` exists and is not a zombie."""
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            return fh.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except (FileNotFoundError, IndexError):
+        return False
+
+
+def stop_processes(pids: list[int], timeout_s: float = 30.0) -> int:
+    """SIGTERM each process group (the pool's processes lead their own), wait, SIGKILL what is left; returns how
+    many had to be killed."""
+    for pid in pids:
+        try:
+            os.killpg(pid, signal.SIGTERM)
+        except ProcessLookupError:
+            pass
+    deadline = time.monotonic() + timeout_s
+    while any(process_alive(pid) for pid in pids) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    killed = 0
+    for pid in pids:
+        if process_alive(pid):
+            killed += 1
+            try:
+                os.killpg(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+    return killed
+
+
 def stop(record_path: Path, timeout_s: float = 120.0) -> str:
     """Stop what the record names; returns a one-line account."""
     if not record_path.exists():
-        return "no server recorded"
+        return f"nothing recorded in {record_path}"
     record = json.loads(record_path.read_text())
     if record["launcher"] == "slurm":
         job_id = record["job_id"]
@@ -32,8 +66,13 @@ def stop(record_path: Path, timeout_s: float = 120.0) -> str:
         while slurm_job_active(job_id) and time.monotonic() < deadline:
             time.sleep(1.0)
         if slurm_job_active(job_id):
-            raise RuntimeError(f"server job {job_id} still active {timeout_s:.0f} s after scancel")
-        message = f"server job {job_id} cancelled"
+            raise RuntimeError(f"job {job_id} still active {timeout_s:.0f} s after scancel")
+        message = f"job {job_id} cancelled"
+    elif record["launcher"] == "procs":
+        # Generators first, so that their last samples still commit while the manager runs.
+        pids = record["pids"]
+        killed = stop_processes(pids[1:]) + stop_processes(pids[:1])
+        message = f"{len(pids)} local processes stopped ({killed} killed)"
     else:
         out = subprocess.run([sys.executable, "-m", "wirehead_core.cli", "server", "stop", "--dir", record["dir"]],
                              check=True, capture_output=True, text=True)
