@@ -40,7 +40,7 @@ def _metrics(name, mode, read, generated, paper_row):
     rate = lambda v: {"per_s": v, "stderr": v / 10, "count": 10 * v, "seconds": 10.0, "windows": 10}  # noqa: E731
     return {"label": name, "mode": mode, "placement": "inline" if mode == "coupled" else "local", "generators": 1,
             "reuse": None if mode == "coupled" else "off", "reuse_target": None, "read_rate": rate(read),
-            "generation_rate": rate(generated), "reads_per_sample": 1.0, "reads_per_committed_sample": 1.0,
+            "generation_rate": rate(generated), "reads_per_sample": 1.0, "cache_reuse_mean": 1.0, "cache_reuse_p95": 2.0,
             "final_dice": 0.5, "trainer_busy_fraction": 0.5, "paper_row": paper_row,
             "utilisation": {"mean_percent": 90.0, "source": "cpu-fallback", "device": "cpu"}}
 
@@ -57,4 +57,4 @@ def test_tables_give_speedups_over_the_coupled_run_beside_the_papers_values():
     assert table2[2]["speedup"] == 2.0
     markdown = training_tables.to_markdown(table1, [{**m, "grid": 32, "model": "unet", "device": "cpu",
                                                      "budget_s": 60.0} for m in metrics], "table1")
-    assert "| Local | off | 1.500 ± 0.150 | 3.00x |" in markdown
+    assert "| Local | off | 1.500 ± 0.150 | 3.00x | 1.00 | 1.00 (2) |" in markdown

@@ -307,6 +307,7 @@ class SwapManager:
         coll = store.gen_name(n)
         gen = self._gens.setdefault(n, _GenState())
         removed = 0
+        committed: Optional[list[dict[str, Any]]] = None  # the final commit records, once strays are gone
         if store.retry("exists", lambda: store.collection_exists(coll)):
             self._checkpoint("strays")
             clean = gen.whole_history and not (gen.reissued or gen.corrupt or early or recovered)
@@ -322,8 +323,8 @@ class SwapManager:
             self._checkpoint("indexes")
             store.retry("indexes", lambda: store.ensure_indexes(coll))
             self._checkpoint("reads-doc")
-            sids = [int(r["_id"]) for r in store.retry("records", lambda: store.records(coll, {"s": "c"}, {"_id": 1}))]
-            store.retry("reads doc", lambda: store.create_reads_doc(n, sids))
+            committed = store.retry("records", lambda: store.records(coll, {"s": "c"}, {"_id": 1, "t": 1}))
+            store.retry("reads doc", lambda: store.create_reads_doc(n, [int(r["_id"]) for r in committed]))
             self._checkpoint("rename")
             store.retry("rename", lambda: store.rename_to_read(n))
         self._checkpoint("open-next")
@@ -335,7 +336,10 @@ class SwapManager:
                 self._opened.add(m)
                 self._gens.setdefault(m, _GenState()).whole_history = not existed
         self._checkpoint("event")
-        swapped = store.retry("records", lambda: store.records("read", {"s": "c", "g": n}, {"t": 1}))
+        # Sealed and cleaned, the set cannot change any more: the records read before the rename are those the read
+        # collection holds. A manager finishing another's swap after the rename reads them from there.
+        swapped = committed if committed is not None else store.retry(
+            "records", lambda: store.records("read", {"s": "c", "g": n}, {"t": 1}))
         count = len(swapped)
         finished = time.time()
         event = {"_id": n, "generation": n, "started_at": started, "finished_at": finished,

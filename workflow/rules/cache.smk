@@ -1,6 +1,7 @@
 # Table III: the generator scaling sweep. One job per generator count N runs the swap manager plus N generators
 # against its own database on the experiment's server for a fixed window and measures the samples committed to
-# the read collection per second (from swap events). The generators are emulated (a sleep per sample).
+# the read collection per second (from swap events). The generators are emulated (a sleep per sample) or, with
+# scaling.generator: brain, the real brain generator of training.brain.
 
 
 rule scaling_point:
@@ -19,6 +20,9 @@ rule scaling_point:
         duration_s=config["scaling"]["duration_s"],
         startup_timeout_s=config["scaling"]["startup_timeout_s"],
         emulated_cost_s=config["scaling"]["emulated_cost_s"],
+        generator=config["scaling"].get("generator", "emulated"),
+        brain=TRAINING.get("brain", {}),
+        source=TRAINING.get("source", "wirehead_core.brain:source"),
         fail=scaling_fails,
     threads: scaling_threads
     resources:

@@ -28,7 +28,7 @@ def plot(rows: list[dict[str, str]], out: str) -> None:
     left.plot(n, [per_generator * k for k in n], "k--", label="ideal (linear)")
     left.set_xlabel("generator processes")
     left.set_ylabel("samples committed to the read collection / s")
-    left.set_title("Throughput (emulated generator)")
+    left.set_title(f"Throughput ({rows[0]['generator']})", fontsize=9)
     right.plot(n, _floats(rows, "scale_factor"), "o-", label=label)
     paper = _floats(rows, "paper_scale_factor")
     if any(v == v for v in paper):  # not all NaN

@@ -2,8 +2,9 @@
 
 Starts the swap manager and N generator processes against this point's own database, waits until every generator
 has reported in, measures for a fixed window, stops them (SIGTERM) and writes the rate at which samples reached
-the read collection, computed from the swap events that finished inside the window. The generators are emulated:
-``wirehead_core.sources:seeded`` with a sleep per sample standing in for GPU generation time.
+the read collection, computed from the swap events that finished inside the window. The generators are emulated
+(``wirehead_core.sources:seeded`` with a sleep per sample standing in for GPU generation time) or, with
+``scaling.generator: brain``, the real brain generator configured in ``training.brain``.
 """
 
 import json
@@ -39,22 +40,36 @@ def window_rate(events: list[dict[str, Any]], t0: float, t1: float) -> tuple[flo
     return (sum(e["committed"] for e in inside[1:]) / span if span > 0 else 0.0), len(inside)
 
 
-def cache_config(path: Path, uri: str, database: str, swap_cap: int, shape: list[int]) -> Path:
+def cache_config(path: Path, uri: str, database: str, p) -> Path:
     """Write the cache config this point's processes share."""
-    path.write_text(yaml.safe_dump({
+    brain = p.generator == "brain"
+    shape = [int(p.brain["grid"])] * 3 if brain else list(p.shape)
+    data = {
         "mongo": {"uri": uri, "database": database, "namespace": "wh"},
-        "swap_cap": swap_cap,
+        "swap_cap": p.swap_cap,
         "fields": [{"name": "image", "dtype": "float32", "shape": shape},
                    {"name": "label", "dtype": "uint8", "shape": shape}],
         "manager": {"reservation_timeout_s": 10.0},
-    }, sort_keys=False))
+    }
+    if brain:
+        data["brain"] = dict(p.brain)
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
     return path
+
+
+def generator_command(i: int, cfg_path: Path, p) -> list[str]:
+    """argv of generator `i` of the point: the emulated source with its sleep, or the configured real source."""
+    common = ["generate", "--config", str(cfg_path), "--seed", str((i + 1) * 10**9), "--name", f"gen-{i}"]
+    if p.generator == "brain":
+        return wirehead_command(*common, "--source", p.source)
+    return wirehead_command(*common, "--source", "wirehead_core.sources:seeded",
+                            "--arg", f"delay_s={p.emulated_cost_s}")
 
 
 def run_point(n: int, uri: str, workdir: Path, p) -> dict[str, Any]:
     """Run the manager and `n` generators, measure, stop them; returns the point's result."""
     workdir.mkdir(parents=True, exist_ok=True)
-    cfg_path = cache_config(workdir / "cache.yaml", uri, p.database, p.swap_cap, list(p.shape))
+    cfg_path = cache_config(workdir / "cache.yaml", uri, p.database, p)
     config = load_config(cfg_path)
     store = Store(config)
     try:  # a rerun on the same server starts from an empty database
@@ -65,10 +80,7 @@ def run_point(n: int, uri: str, workdir: Path, p) -> dict[str, Any]:
                    workdir / "manager.log")]
     try:
         for i in range(n):
-            procs.append(spawn(wirehead_command(
-                "generate", "--config", str(cfg_path), "--source", "wirehead_core.sources:seeded",
-                "--seed", str((i + 1) * 10**9), "--arg", f"delay_s={p.emulated_cost_s}", "--name", f"gen-{i}"),
-                workdir / f"generator-{i}.log"))
+            procs.append(spawn(generator_command(i, cfg_path, p), workdir / f"generator-{i}.log"))
         deadline = time.monotonic() + p.startup_timeout_s
         while True:
             dead = [proc.args for proc in procs if proc.poll() is not None]
@@ -93,6 +105,7 @@ def run_point(n: int, uri: str, workdir: Path, p) -> dict[str, Any]:
     finally:
         codes = terminate(procs[1:]) + terminate(procs[:1])
     rate, swaps = window_rate(events, t0, t1)
+    real = p.generator == "brain"
     if swaps < 2:
         raise RuntimeError(f"only {swaps} swaps in the {p.duration_s} s window: lengthen scaling.duration_s "
                            f"or lower cache.swap_cap")
@@ -101,11 +114,13 @@ def run_point(n: int, uri: str, workdir: Path, p) -> dict[str, Any]:
         "samples_per_s": rate,
         "swaps_in_window": swaps,
         "window_s": t1 - t0,
-        "emulated": True,
-        "emulated_cost_s": p.emulated_cost_s,
-        "ideal_samples_per_s": n / p.emulated_cost_s if p.emulated_cost_s > 0 else None,
+        "emulated": not real,
+        "emulated_cost_s": None if real else p.emulated_cost_s,
+        "generator_label": (f"{p.source}, {p.brain['grid']}^3 on {p.brain.get('device', 'cpu')}" if real
+                            else f"emulated ({p.emulated_cost_s:g} s sleep/sample)"),
+        "ideal_samples_per_s": n / p.emulated_cost_s if not real and p.emulated_cost_s > 0 else None,
         "swap_cap": p.swap_cap,
-        "shape": list(p.shape),
+        "shape": [int(p.brain["grid"])] * 3 if real else list(p.shape),
         "database": p.database,
         "exit_codes": codes,
         # What `wirehead status --json` reports for the whole run (start-up included).
