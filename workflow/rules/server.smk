@@ -21,6 +21,7 @@ rule server_start:
         launcher=server_launcher,
         job_name=f"wirehead-server-{EXP}",
         ready_timeout_s=config["server"]["ready_timeout_s"],
+        bind=config["server"].get("bind", "127.0.0.1"),
     # Resources of the server's own SLURM job (this rule itself only submits it and waits).
     resources:
         mem_mb=2000,

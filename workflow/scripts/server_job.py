@@ -23,7 +23,8 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--dir", required=True, help="server data folder")
     parser.add_argument("--ready-file", required=True, help="written with the URI once the server answers")
-    parser.add_argument("--host", default="127.0.0.1", help="address to bind")
+    parser.add_argument("--host", default="127.0.0.1",
+                        help="address to bind (0.0.0.0: every interface, and the URI names this node)")
     args = parser.parse_args()
     stop = {"signal": None}
 
@@ -36,10 +37,13 @@ def main() -> int:
     info = server.start()
     ready = Path(args.ready_file)
     tmp = ready.with_suffix(".tmp")
-    tmp.write_text(json.dumps({"uri": info.uri, "pid": info.pid, "node": socket.gethostname(),
+    uri = info.uri
+    if args.host in ("0.0.0.0", "::"):  # listening on every interface: advertise this node's name to other nodes
+        uri = f"mongodb://{socket.getfqdn()}:{info.port}/?directConnection=true"
+    tmp.write_text(json.dumps({"uri": uri, "pid": info.pid, "node": socket.gethostname(),
                                "job_id": os.environ.get("SLURM_JOB_ID")}))
     tmp.replace(ready)
-    print(f"server {info.kind} pid {info.pid} answers on {info.uri}", flush=True)
+    print(f"server {info.kind} pid {info.pid} answers on {uri}", flush=True)
     while stop["signal"] is None and server.proc is not None and server.proc.poll() is None:
         time.sleep(0.5)
     died = stop["signal"] is None

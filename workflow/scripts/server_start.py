@@ -27,12 +27,12 @@ def fresh_data_dir(server_dir: Path) -> None:
     (server_dir / "ready.json").unlink(missing_ok=True)
 
 
-def start_local(server_dir: Path, record: Path) -> str:
+def start_local(server_dir: Path, record: Path, bind: str) -> str:
     """``wirehead server start`` in the background; returns the URI."""
     fresh_data_dir(server_dir)
     uri_tmp = server_dir / "uri.tmp"
     cmd = [sys.executable, "-m", "wirehead_core.cli", "server", "start", "--dir", str(server_dir),
-           "--uri-file", str(uri_tmp)]
+           "--uri-file", str(uri_tmp), "--host", bind]
     _LOG.info("running %s", " ".join(cmd))
     slurm_jobs.write_record(record, {"launcher": "local", "dir": str(server_dir)})
     out = subprocess.run(cmd, check=True, capture_output=True, text=True)
@@ -40,12 +40,13 @@ def start_local(server_dir: Path, record: Path) -> str:
     return uri_tmp.read_text().strip()
 
 
-def start_slurm(server_dir: Path, record: Path, job_name: str, resources, timeout_s: float) -> str:
+def start_slurm(server_dir: Path, record: Path, job_name: str, resources, timeout_s: float, bind: str) -> str:
     """Submit the server job, wait until it reports a URI that answers from here; returns the URI."""
     fresh_data_dir(server_dir)
     ready = server_dir / "ready.json"
     job_script = Path(__file__).with_name("server_job.py").resolve()
-    wrap = f"exec {sys.executable} {job_script} --dir {server_dir.resolve()} --ready-file {ready.resolve()}"
+    wrap = (f"exec {sys.executable} {job_script} --dir {server_dir.resolve()} --ready-file {ready.resolve()} "
+            f"--host {bind}")
     job_id = slurm_jobs.submit(job_name, wrap, str(server_dir / "slurm-%j.log"), resources,
                                comment="wirehead database server")
     slurm_jobs.write_record(record, {"launcher": "slurm", "job_id": job_id, "dir": str(server_dir)})
@@ -69,9 +70,10 @@ def main(smk) -> None:
     server_dir = Path(smk.params.dir)
     record = Path(smk.params.record)
     if smk.params.launcher == "slurm":
-        uri = start_slurm(server_dir, record, smk.params.job_name, smk.resources, smk.params.ready_timeout_s)
+        uri = start_slurm(server_dir, record, smk.params.job_name, smk.resources, smk.params.ready_timeout_s,
+                          smk.params.bind)
     else:
-        uri = start_local(server_dir, record)
+        uri = start_local(server_dir, record, smk.params.bind)
     Path(smk.output.uri).write_text(uri + "\n")
 
 
