@@ -419,8 +419,9 @@ def _table(rows: list[dict[str, Any]]) -> list[str]:
 
 def format_summary(results: dict[str, list[dict[str, Any]]], opts: BenchOptions) -> str:
     """Markdown summary with the measured value and ratio against each target."""
+    only = "".join(f" --only {name}" for name in results) if set(results) != set(_SECTIONS) else ""
     lines = [f"# wirehead bench{' (quick)' if opts.quick else ''}", "",
-             f"Command: `wirehead bench{' --quick' if opts.quick else ''}`; machine: {os.cpu_count()} CPUs, "
+             f"Command: `wirehead bench{' --quick' if opts.quick else ''}{only}`; machine: {os.cpu_count()} CPUs, "
              f"{psutil.virtual_memory().total / 2**30:.0f} GiB; server: the one `wirehead server` starts here. "
              "Rows marked emulated use a sleep per sample standing in for generation cost.", ""]
     titles = {"dataplane": "Data plane: raw driver insert+read vs wirehead end to end (same bytes)",

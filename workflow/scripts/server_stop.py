@@ -18,9 +18,10 @@ from pathlib import Path
 
 
 def slurm_job_active(job_id: str) -> bool:
-    """Whether squeue still shows the job in a non-final state."""
+    """Whether squeue still shows the job, or any task of an array job (one line each), in a non-final state."""
     out = subprocess.run(["squeue", "-h", "-j", job_id, "-o", "%T"], capture_output=True, text=True)
-    return out.stdout.strip() in {"PENDING", "CONFIGURING", "RUNNING", "COMPLETING", "SUSPENDED"}
+    active = {"PENDING", "CONFIGURING", "RUNNING", "COMPLETING", "SUSPENDED"}
+    return any(state in active for state in out.stdout.split())
 
 
 def process_alive(pid: int) -> bool:
