@@ -45,7 +45,7 @@ class ChaosOptions:
     """Harness size and fault schedule.
 
     Args:
-        swaps (int): run until this many swaps completed.
+        swaps (int): run until this many swaps completed (and every fault kind injected at least once).
         generators (int): generator processes.
         swap_cap (int): samples per generation (small, so swaps are frequent).
         lease_s (float): the manager lock's lease.
@@ -228,11 +228,13 @@ class _Harness:
         self.pending = still
 
     def choose(self) -> str:
+        """The next fault: a kind not injected yet while there is one, then any kind at random."""
         kinds = ["generator_kill", "manager_kill", "generator_pause"]
         total = sum(self.faults.values())
         if total >= 3 and self.faults["server_restart"] * self.opts.server_restart_every <= total:
             kinds.append("server_restart")
-        return self.rng.choice(kinds)
+        unseen = [k for k in kinds if self.faults[k] == 0]
+        return self.rng.choice(unseen or kinds)
 
 
 def run_chaos(opts: ChaosOptions) -> dict[str, Any]:
@@ -268,7 +270,7 @@ def run_chaos(opts: ChaosOptions) -> dict[str, Any]:
         next_fault = time.monotonic() + h.rng.uniform(*opts.fault_every_s)
         while True:
             done = store.retry("count", lambda: store.coll("events").count_documents({}), timeout_s=60)
-            if done >= opts.swaps:
+            if done >= opts.swaps and all(h.faults.values()):
                 break
             if time.monotonic() - started > opts.max_minutes * 60:
                 timed_out = True
