@@ -54,10 +54,14 @@ def test_generator_killed_mid_write_never_exposes_a_partial_sample_and_swaps_con
     assert all(e["committed"] == 4 for e in events)
 
 
-@pytest.mark.parametrize("step", SWAP_STEPS)
+_STEP_CASES = [(step, "pointer") for step in SWAP_STEPS] + [
+    (step, "rename") for step in ("reads-doc", "promote", "open-next", "publish")]
+
+
+@pytest.mark.parametrize("step,promote", _STEP_CASES)
 def test_manager_killed_at_each_swap_step_is_finished_by_a_new_manager_without_loss(make_config, procs, tmp_path,
-                                                                                  step):
-    config, path = make_config(swap_cap=4, manager__lease_s=2)
+                                                                                  step, promote):
+    config, path = make_config(swap_cap=4, manager__lease_s=2, manager__promote=promote)
     marker = tmp_path / "fault"
     fault_env = {"WIREHEAD_FAULT_PAUSE": f"{step}:120", "WIREHEAD_FAULT_FILE": str(marker),
                  "WIREHEAD_FAULT_SKIP": "1"}  # pause in the second swap, so readers already have data
@@ -68,12 +72,15 @@ def test_manager_killed_at_each_swap_step_is_finished_by_a_new_manager_without_l
     wait_until(lambda: marker.exists() and marker.read_text().strip() == step, 90, f"the manager to reach {step}")
     state = store.swap_state()
     swapping = state["swapping_gen"] if state["phase"] == "swapping" else state["write_gen"]
+    # One generator can fill both generations alone; the other may still be starting, and a process signalled
+    # before Python runs dies of the signal. Wait until both run, so both can be asked to stop cleanly.
+    wait_until(lambda: store.coll("procs").count_documents({"kind": "generator"}) >= 2, 60, "both generators to run")
     for g in gens:  # freeze the generations so the set of committed samples is fixed
         g.send_signal(signal.SIGTERM)
     for g in gens:
         assert g.wait(timeout=30) == 0, log_text(g)
     coll = f"gen.{swapping}"
-    committed = _seeds_of(store, coll) if store.collection_exists(coll) else _seeds_of(store, "read")
+    committed = _seeds_of(store, coll) if store.collection_exists(coll) else _seeds_of(store, store.read_coll())
     assert len(committed) == 4
     doomed.send_signal(signal.SIGKILL)
     doomed.wait()
@@ -82,7 +89,8 @@ def test_manager_killed_at_each_swap_step_is_finished_by_a_new_manager_without_l
     wait_until(lambda: (store.swap_state() or {}).get("read_gen") == swapping
                and store.swap_state()["phase"] == "idle", 60, f"generation {swapping} to be swapped in")
     assert time.monotonic() - killed_at < 30, "the lock stayed stuck"
-    assert _seeds_of(store, "read") == committed, "a committed sample was lost or changed"
+    assert _seeds_of(store, store.read_coll()) == committed, "a committed sample was lost or changed"
+    assert store.read_coll() == ("read" if promote == "rename" else coll)
     for i in range(2):
         procs.generator(path, seed=(i + 5) * 10**9)
     wait_until(lambda: swaps(store) >= swapping + 3, 90, "swaps to continue after recovery")
@@ -163,9 +171,9 @@ def test_stale_claim_of_a_dead_writer_is_reissued_and_the_generation_completes(m
     gen.run()  # takes the reissued id once the claim has gone stale
     thread.join()
     assert stats.committed == 2 and gen.stats.committed == 1 and manager.swaps_done == 1
-    read = store.records("read", {})
+    read = store.records(store.read_coll(), {})
     assert sorted(r["_id"] for r in read) == [0, 1, 2] and all(r["s"] == "c" for r in read)
-    assert store.coll("read").count_documents({"t": "dead-writer-token"}) == 0, "the dead writer's chunks stayed"
+    assert store.coll(store.read_coll()).count_documents({"t": "dead-writer-token"}) == 0, "the dead writer's chunks stayed"
     event = store.coll("events").find_one({"_id": 0})
     assert event["reissued"] == 1
 
@@ -209,15 +217,15 @@ def test_writers_stalled_between_reserving_and_claiming_never_lose_a_logged_comm
 
     import wirehead_core.store as store_module
 
-    real_claim = store_module.Store.claim
+    real_claim = store_module.Store.claim_and_write
     rng = random.Random(5)
 
-    def stalling_claim(self, n, sid, token, owner):
+    def stalling_claim(self, n, sid, *args):
         if rng.random() < 0.3:
-            time.sleep(rng.uniform(0.2, 0.6))
-        return real_claim(self, n, sid, token, owner)
+            time.sleep(rng.uniform(0.05, 0.6))  # some stalls stay under half the reservation timeout
+        return real_claim(self, n, sid, *args)
 
-    monkeypatch.setattr(store_module.Store, "claim", stalling_claim)
+    monkeypatch.setattr(store_module.Store, "claim_and_write", stalling_claim)
     config, _ = make_config(swap_cap=4, manager__reservation_timeout_s=0.3, manager__poll_s=0.01)
     manager = SwapManager(config)
     thread = threading.Thread(target=manager.run, kwargs={"max_swaps": 40, "duration_s": 120})

@@ -120,3 +120,40 @@ def test_reads_during_continuous_swaps_never_mix_generations(make_config, procs)
     assert reader.errors == [] and reader.corrupt == 0 and reader.conflicts == []
     assert reader.reads > 0
     assert reader.dataset.stats.generations_seen and len(reader.dataset.stats.generations_seen) >= 3
+
+
+@pytest.mark.parametrize("promote", ["pointer", "rename"])
+def test_each_promote_mode_serves_the_swapped_generation_and_drops_the_one_before(make_config, promote):
+    config, _ = make_config(swap_cap=3, manager__promote=promote)
+    fill_and_swap(config, 1, seeded(config, seed=1, count=3))
+    store = Store(config)
+    ds = WireheadDataset(config, return_key=True)
+    assert store.read_coll() == ("gen.0" if promote == "pointer" else "read")
+    assert {int(ds[i][2][0]) for i in range(3)} == {0}
+    fill_and_swap(config, 1, seeded(config, seed=100, count=3))
+    assert store.read_coll() == ("gen.1" if promote == "pointer" else "read")
+    names = {n.split(".", 1)[1] for n in store.db.list_collection_names() if n.startswith(config.mongo.namespace)}
+    assert "gen.0" not in names and ("read" in names) == (promote == "rename")
+    samples = [ds[i] for i in range(3)]  # the reader follows to generation 1
+    assert {int(s[2][0]) for s in samples} == {1}
+    for s in samples:
+        verify_seeded(s[:2], config.fields)
+    ds.close()
+
+
+def test_a_commit_that_lands_in_the_read_generation_after_the_swap_is_never_served(make_config):
+    # A writer stalled past the reservation timeout may commit into a generation that was already swapped in
+    # (pointer mode keeps gen.N as the read collection). Readers serve exactly the ids the swap published.
+    config, _ = make_config(swap_cap=2)
+    fill_and_swap(config, 1, seeded(config, seed=1, count=2))
+    store = Store(config)
+    late = next(seeded(config, seed=999, count=1))
+    from wirehead_core.codec import encode_sample
+
+    enc = encode_sample(late, config.fields, config.chunk_bytes)
+    assert store.claim(0, 7, "late-token", "stalled")
+    store.write_chunks(0, "late-token", enc.chunks, renew=lambda: None)
+    assert store.commit(0, 7, "late-token", {"f": [f.to_doc() for f in enc.fields], "k": len(enc.chunks), "b": 1})
+    ds = WireheadDataset(config, return_key=True)
+    assert len(ds) == 2 and sorted(int(ds[i][2][1]) for i in range(2)) == [0, 1]
+    ds.close()

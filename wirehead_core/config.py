@@ -146,12 +146,16 @@ class ManagerConfig:
             generator (its writer is presumed dead or stopped); writers of large samples renew their claim.
         verify ("full" | "structure"): ``full`` checks every committed sample's checksums before it can be swapped
             in (incrementally, while the generation fills); ``structure`` checks chunk counts and sizes only.
+        promote ("pointer" | "rename"): how a full generation becomes the read generation. ``pointer`` publishes
+            its collection's name in the swap state (O(1) on every server); ``rename`` renames it over ``read``
+            (O(1) on mongod; SecantusDB copies the data).
     """
 
     lease_s: float = 10.0
     poll_s: float = 0.05
     reservation_timeout_s: float = 30.0
     verify: Literal["full", "structure"] = "full"
+    promote: Literal["pointer", "rename"] = "pointer"
 
     def validate(self, key: str) -> None:
         _check(self.lease_s > 0, f"{key}.lease_s", "expected a number > 0")

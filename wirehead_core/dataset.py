@@ -3,7 +3,7 @@
 Each process (the main one and every DataLoader worker) opens its own client lazily, so the dataset is fork-safe.
 The dataset caches the read generation's commit table (id → token and field metadata) and fetches a sample's chunks
 by its token, which is unique to that sample: a read that races a swap finds no chunks (the old generation was
-dropped by the rename), reloads the table and retries, so fields from two generations are never mixed. Reads are
+dropped by the swap), reloads the table and retries, so fields from two generations are never mixed. Reads are
 counted per sample and sent to the database in batches.
 """
 
@@ -31,7 +31,7 @@ _LOG = logging.getLogger(__name__)
 
 
 class _Entry:
-    __slots__ = ("gen", "sid", "token", "fields", "nchunks")
+    __slots__ = ("gen", "sid", "token", "fields", "nchunks", "coll")
 
     def __init__(self, doc: dict[str, Any]) -> None:
         self.gen = int(doc["g"])
@@ -39,6 +39,7 @@ class _Entry:
         self.token = str(doc["t"])
         self.fields: tuple[FieldMeta, ...] = tuple(field_meta_from_doc(f) for f in doc["f"])
         self.nchunks = int(doc["k"])
+        self.coll = str(doc["coll"])
 
 
 class ReadStats:
@@ -221,7 +222,7 @@ class WireheadDataset(Dataset):
                     deadline = time.monotonic() + self.config.dataset.read_timeout_s
                     continue
             try:
-                chunks = self.store.retry("read chunks", lambda: self.store.read_chunks(entry.token),
+                chunks = self.store.retry("read chunks", lambda: self.store.read_chunks(entry.coll, entry.token),
                                           timeout_s=max(1.0, deadline - time.monotonic()))
             except StoreUnavailableError as exc:
                 raise TimeoutError(f"read of sample {index} failed: {exc}") from exc

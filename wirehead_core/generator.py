@@ -194,25 +194,27 @@ class Generator:
             placed = self._reserve()
             if placed is None:
                 return False
-            gen, sid = placed
+            gen, sid, reserved_at = placed
             token = uuid.uuid4().hex
-            if not store.retry("claim", lambda: store.claim(gen, sid, token, self.proc_id)):
-                continue
-            try:
-                last = [time.monotonic()]
+            last = [time.monotonic()]
 
-                def renew() -> None:
-                    if time.monotonic() - last[0] > self.config.manager.reservation_timeout_s / 4:
-                        if not store.retry("renew claim", lambda: store.renew_claim(gen, sid, token)):
-                            raise _ClaimLost()
-                        last[0] = time.monotonic()
-                    if self.stop_event.is_set():
+            def renew() -> None:
+                if time.monotonic() - last[0] > self.config.manager.reservation_timeout_s / 4:
+                    if not store.retry("renew claim", lambda: store.renew_claim(gen, sid, token)):
                         raise _ClaimLost()
+                    last[0] = time.monotonic()
+                if self.stop_event.is_set():
+                    raise _ClaimLost()
 
-                store.write_chunks(gen, token, encoded.chunks, renew)
+            try:
+                if not store.claim_and_write(gen, sid, token, self.proc_id, meta, encoded.chunks, renew):
+                    continue
+                # Claimed well within the reservation timeout of reserving, the id was still ours, so the claim
+                # (and the commit below, a compare-and-set on it) went into the real generation: no check needed.
+                prompt = time.monotonic() - reserved_at < self.config.manager.reservation_timeout_s / 2
                 renew()
-                if store.retry("commit", lambda: store.commit(gen, sid, token, meta)):
-                    if not self._landed(gen, token):
+                if store.retry("commit", lambda: store.commit(gen, sid, token, {})):
+                    if not prompt and not self._landed(gen, token):
                         raise _ClaimLost()
                     if self._commit_log is not None:
                         self._commit_log.write(json.dumps({"gen": gen, "sid": sid, "token": token}) + "\n")
@@ -257,7 +259,7 @@ class Generator:
             _LOG.warning("generator %s: could not withdraw claim %d/%d; the manager will reissue it", self.name,
                          gen, sid)
 
-    def _reserve(self) -> Optional[tuple[int, int]]:
+    def _reserve(self) -> Optional[tuple[int, int, float]]:
         """An id in the write generation (or the next one under ``carry``), blocking while both are full."""
         store = self.store
         carry = self.config.generator.backpressure == "carry"
@@ -274,9 +276,10 @@ class Generator:
                 self._write_gen = int(state["write_gen"])
             gen = self._write_gen
             for candidate in (gen, gen + 1) if carry else (gen,):
+                asked = time.monotonic()
                 sid = store.retry("reserve", lambda: store.reserve(candidate, self.config.swap_cap))
                 if sid is not None:
-                    return candidate, sid
+                    return candidate, sid, asked
             state = store.retry("read swap state", store.swap_state)
             if state is not None and int(state["write_gen"]) != gen:
                 self._write_gen = int(state["write_gen"])
@@ -303,5 +306,6 @@ class Generator:
             _LOG.debug("heartbeat skipped: %s", exc)
 
     def _heartbeat_loop(self) -> None:
+        self._publish()  # at once, so `wirehead status` (and whoever waits for it) sees the generator running
         while not self._beat_stop.wait(self.config.generator.heartbeat_s):
             self._publish()

@@ -1,4 +1,4 @@
-"""The swap manager: verifies the write generation as it fills and swaps it in by one collection rename.
+"""The swap manager: verifies the write generation as it fills and swaps it in, in O(1).
 
 One manager at a time holds a leased lock in the ``state`` collection (which no swap touches); another manager
 takes over once the lease expires. While a generation fills the manager verifies each new commit record (chunks
@@ -6,8 +6,13 @@ present, sizes and, with ``verify: full``, checksums) and hands back ids whose w
 idempotent steps, with the phase recorded in the ``swap`` state document before the first destructive one, so a
 manager killed at any step is finished by the next without losing a committed sample:
 
-``seal`` → ``intent`` (phase = swapping) → ``strays`` → ``indexes`` → ``reads-doc`` → ``rename`` (gen.N → read, O(1))
-→ ``open-next`` → ``event`` (recorded, idempotently) → ``publish`` (phase = idle, read = N, write = N + 1).
+``seal`` → ``intent`` (phase = swapping) → ``strays`` → ``indexes`` → ``reads-doc`` → ``promote`` → ``open-next``
+→ ``event`` (recorded, idempotently) → ``publish`` (phase = idle, read = N, write = N + 1, ``read_coll``).
+
+``manager.promote`` chooses how generation N becomes readable. ``pointer`` (default): ``promote`` does nothing and
+``publish`` points readers at ``gen.N`` itself; the former read generation is dropped afterwards. No data moves on any
+server. ``rename``: ``promote`` renames ``gen.N`` over ``read``, the paper's design; O(1) on mongod, but some
+compatible servers (SecantusDB) copy every document, so the swap grows with the generation's size.
 """
 
 from __future__ import annotations
@@ -32,7 +37,7 @@ __all__ = ["SwapManager", "SWAP_STEPS", "fault_hook_from_env"]
 _LOG = logging.getLogger(__name__)
 
 #: The named steps of a swap, in order; a fault hook is called with each name before that step runs.
-SWAP_STEPS = ("seal", "intent", "strays", "indexes", "reads-doc", "rename", "open-next", "event", "publish")
+SWAP_STEPS = ("seal", "intent", "strays", "indexes", "reads-doc", "promote", "open-next", "event", "publish")
 
 
 @dataclasses.dataclass
@@ -48,6 +53,8 @@ class _GenState:
     # True when this manager opened the generation itself, so every reissue since is counted above: a full swap
     # with no reissue and no corruption then has no orphan chunks, and the O(cap) stray sweep is skipped.
     whole_history: bool = False
+    # The reads document for ids 0..cap-1, written while the generation fills so a full swap does not have to.
+    reads_doc: bool = False
 
 
 class SwapManager:
@@ -174,6 +181,11 @@ class SwapManager:
                 self._gens.setdefault(n, _GenState()).whole_history = not existed
             self._verify_new(n)
             self._reissue_stale(n)
+            gen = self._gens[n]
+            if not gen.reads_doc:
+                cap = self.config.swap_cap
+                store.retry("reads doc", lambda: store.create_reads_doc(n, range(cap)))
+                gen.reads_doc = True
         for old in [g for g in self._gens if g < write]:
             del self._gens[old]
         full = len(self._gens[write].verified) >= self.config.swap_cap
@@ -305,6 +317,7 @@ class SwapManager:
     def _finish_swap(self, n: int, started: float, recovered: bool, early: bool) -> None:
         store, cap = self.store, self.config.swap_cap
         coll = store.gen_name(n)
+        rename = self.config.manager.promote == "rename"
         gen = self._gens.setdefault(n, _GenState())
         removed = 0
         committed: Optional[list[dict[str, Any]]] = None  # the final commit records, once strays are gone
@@ -323,10 +336,16 @@ class SwapManager:
             self._checkpoint("indexes")
             store.retry("indexes", lambda: store.ensure_indexes(coll))
             self._checkpoint("reads-doc")
-            committed = store.retry("records", lambda: store.records(coll, {"s": "c"}, {"_id": 1, "t": 1}))
-            store.retry("reads doc", lambda: store.create_reads_doc(n, [int(r["_id"]) for r in committed]))
-            self._checkpoint("rename")
-            store.retry("rename", lambda: store.rename_to_read(n))
+            if clean and gen.reads_doc and len(gen.verified) == cap:
+                # Every id 0..cap-1 verified and none changed hands: the set is known, its reads document written.
+                committed = [{"_id": sid, "t": token} for sid, token in sorted(gen.verified.items())]
+            else:
+                committed = store.retry("records", lambda: store.records(coll, {"s": "c"}, {"_id": 1, "t": 1}))
+                store.retry("reads doc", lambda: store.create_reads_doc(n, [int(r["_id"]) for r in committed],
+                                                                        replace=True))
+            self._checkpoint("promote")
+            if rename:
+                store.retry("rename", lambda: store.rename_to_read(n))
         self._checkpoint("open-next")
         carry = self.config.generator.backpressure == "carry"
         for m in (n + 1, n + 2) if carry else (n + 1,):
@@ -339,7 +358,7 @@ class SwapManager:
         # Sealed and cleaned, the set cannot change any more: the records read before the rename are those the read
         # collection holds. A manager finishing another's swap after the rename reads them from there.
         swapped = committed if committed is not None else store.retry(
-            "records", lambda: store.records("read", {"s": "c", "g": n}, {"t": 1}))
+            "records", lambda: store.records("read" if rename else coll, {"s": "c", "g": n}, {"t": 1}))
         count = len(swapped)
         finished = time.time()
         event = {"_id": n, "generation": n, "started_at": started, "finished_at": finished,
@@ -353,10 +372,12 @@ class SwapManager:
         published = store.retry("publish", lambda: store.set_swap_state(
             {"phase": "swapping", "swapping_gen": n},
             {"phase": "idle", "read_gen": n, "write_gen": n + 1, "read_count": count, "swapping_gen": None,
-             "swap_early": False}))
+             "swap_early": False, "read_coll": "read" if rename else coll}))
         if not published:
             return
-        store.retry("cleanup", lambda: store.drop_leftover_generations(n + 1))
+        # The former read generation goes now (under rename, the rename dropped it; this drops collections that
+        # stopped writers recreated).
+        store.retry("cleanup", lambda: store.drop_leftover_generations(n + 1 if rename else n))
         self._gens.pop(n, None)
         self.swaps_done += 1
         _LOG.info("manager %s: generation %d swapped in (%d samples, %.3f s%s)", self.name, n, count,

@@ -8,7 +8,9 @@ Collections, all named ``<namespace>.<name>`` in the configured database:
 - ``gen.N``: write generation N. Holds chunk documents ``{t: token, c: index, n: length, d: bytes}`` and one record
   per sample id ``{_id: id, g: N, t: token, s: "w"|"c", ...}``: ``"w"`` while the writer holds the claim, ``"c"`` once
   committed (with the field metadata). A sample is visible only through its commit record, written last.
-- ``read``: the read generation, a former ``gen.N`` renamed in O(1).
+- The read generation: under ``manager.promote: pointer`` (the default) it is ``gen.N`` itself, named by
+  ``read_coll`` in the ``swap`` document, so a swap moves no data on any server; under ``promote: rename`` it is
+  ``read``, a former ``gen.N`` renamed (O(1) on mongod; some compatible servers copy the data instead).
 - ``events``: one document per completed swap. ``procs``: one heartbeat document per generator / reader process.
 """
 
@@ -45,6 +47,19 @@ _NAMESPACE_NOT_FOUND = 26
 _NAMESPACE_EXISTS = 48
 #: Payload bytes per insert_many call: a few chunks per round trip, below the 48 MB message limit.
 _BATCH_BYTES = 32 * 1024 * 1024
+
+
+def _chunk_batches(token: str, chunks: Sequence[bytes]) -> list[list[dict[str, Any]]]:
+    """The chunk documents of one sample in insert batches of about `_BATCH_BYTES` (at least one, maybe empty)."""
+    batches: list[list[dict[str, Any]]] = [[]]
+    size = 0
+    for i, c in enumerate(chunks):
+        if size >= _BATCH_BYTES:
+            batches.append([])
+            size = 0
+        batches[-1].append({"_id": bson.ObjectId(), "t": token, "c": i, "n": len(c), "d": bson.Binary(c)})
+        size += len(c)
+    return batches
 
 
 def ping(uri: str, timeout_s: float = 2.0) -> bool:
@@ -259,19 +274,41 @@ class Store:
     def write_chunks(self, n: int, token: str, chunks: Sequence[bytes], renew: Callable[[], None]) -> None:
         """Insert the chunk documents of one sample (idempotent: ids are fixed client-side, duplicates ignored)."""
         coll = self.coll(self.gen_name(n))
-        docs = [{"_id": bson.ObjectId(), "t": token, "c": i, "n": len(c), "d": bson.Binary(c)}
-                for i, c in enumerate(chunks)]
-        batch: list[dict[str, Any]] = []
-        size = 0
-        for doc in docs:
-            batch.append(doc)
-            size += doc["n"]
-            if size >= _BATCH_BYTES:
-                self._insert_batch(coll, batch)
+        for i, batch in enumerate(_chunk_batches(token, chunks)):
+            if i:
                 renew()
-                batch, size = [], 0
-        if batch:
             self._insert_batch(coll, batch)
+
+    def claim_and_write(self, n: int, sid: int, token: str, owner: str, meta: dict[str, Any],
+                        chunks: Sequence[bytes], renew: Callable[[], None]) -> bool:
+        """`claim` and `write_chunks` with the claim and the first chunks in one ordered insert (one round trip
+        for most samples); the claim carries the commit metadata `meta` already. False, with nothing written, if
+        another writer holds the id."""
+        coll = self.coll(self.gen_name(n))
+        batches = _chunk_batches(token, chunks)
+        first = [{"_id": sid, "g": n, "t": token, "s": "w", "at": time.time(), "o": owner, **meta}, *batches[0]]
+
+        def attempt() -> bool:
+            try:
+                coll.insert_many(first, ordered=True)
+                return True
+            except pme.BulkWriteError as exc:  # an ordered insert stops at its first error
+                error = exc.details["writeErrors"][0]
+                if error.get("code") != _DUPLICATE_KEY:
+                    raise StoreError(f"chunk insert failed: {error.get('errmsg')}") from exc
+                if error["index"] == 0:  # the id is claimed: by us in an attempt that timed out, or by another
+                    doc = coll.find_one({"_id": sid}, {"t": 1})
+                    if doc is None or doc.get("t") != token:
+                        return False
+            self._insert_batch(coll, batches[0])  # finish an earlier attempt's chunks (duplicates ignored)
+            return True
+
+        if not self.retry("claim and write", attempt):
+            return False
+        for batch in batches[1:]:
+            renew()
+            self._insert_batch(coll, batch)
+        return True
 
     def _insert_batch(self, coll: Collection, batch: list[dict[str, Any]]) -> None:
         def attempt() -> None:
@@ -364,6 +401,14 @@ class Store:
             removed += coll.delete_many({"t": {"$in": stray_tokens}, "s": {"$exists": False}}).deleted_count
         return removed
 
+    def read_coll(self, state: Optional[dict[str, Any]] = None) -> Optional[str]:
+        """Name (without namespace) of the read generation's collection per the swap state; None before the first
+        swap."""
+        state = self.swap_state() if state is None else state
+        if state is None or state.get("read_gen") is None:
+            return None
+        return str(state.get("read_coll", "read"))
+
     def collection_exists(self, coll_name: str) -> bool:
         """Whether ``<namespace>.<coll_name>`` exists."""
         name = f"{self.ns}.{coll_name}"
@@ -379,12 +424,17 @@ class Store:
                 return False
             raise
 
-    def create_reads_doc(self, n: int, sids: Sequence[int]) -> None:
+    def create_reads_doc(self, n: int, sids: Iterable[int], replace: bool = False) -> None:
         """Create generation `n`'s read-count document before readers can see it: ``claimed`` / ``per`` (read rights
         handed out under a reuse policy, zero for every id so conditions on them work) and ``served`` /
         ``served_per`` (reads actually returned)."""
-        self._insert_once(self.coll("state"), {"_id": f"reads.{n}", "n": len(sids), "claimed": 0,
-                                               "per": {str(s): 0 for s in sids}, "served": 0, "served_per": {}})
+        ids = [str(s) for s in sids]
+        doc = {"_id": f"reads.{n}", "n": len(ids), "claimed": 0, "per": {s: 0 for s in ids}, "served": 0,
+               "served_per": {}}
+        if replace:  # before the generation is published, so no reader has claimed on it
+            self.coll("state").replace_one({"_id": doc["_id"]}, doc, upsert=True)
+        else:
+            self._insert_once(self.coll("state"), doc)
 
     def reads_doc(self, n: int, per: bool = True) -> Optional[dict[str, Any]]:
         """Generation `n`'s read-count document (without the per-id maps unless `per`)."""
@@ -426,20 +476,30 @@ class Store:
 
     # ------------------------------------------------------------------ reader side
     def read_table(self) -> list[dict[str, Any]]:
-        """Commit records of the read generation (id, generation, token, field metadata), sorted by id."""
+        """Commit records of the read generation (id, generation, token, field metadata, and ``coll``, the
+        collection holding its chunks), sorted by id: exactly the ids the swap published (its reads document)."""
+        coll = self.read_coll()
+        if coll is None:
+            return []
         try:
-            docs = list(self.coll("read").find({"s": "c"}, {"_id": 1, "g": 1, "t": 1, "f": 1, "k": 1}))
+            docs = list(self.coll(coll).find({"s": "c"}, {"_id": 1, "g": 1, "t": 1, "f": 1, "k": 1}))
         except pme.OperationFailure as exc:
             if is_cursor_killed(exc):
-                return []  # renamed over mid-read: the caller reloads
+                return []  # swapped out mid-read: the caller reloads
             raise
+        gens = {int(d["g"]) for d in docs}
+        if len(gens) != 1:
+            return []
+        reads = self.reads_doc(gens.pop())
+        published = set((reads or {}).get("per") or {})
+        docs = [dict(d, coll=coll) for d in docs if str(d["_id"]) in published]
         docs.sort(key=lambda d: d["_id"])
         return docs
 
-    def read_chunks(self, token: str) -> list[bytes]:
-        """The chunk payloads of one sample in the read generation, in order ([] once it was swapped out)."""
+    def read_chunks(self, coll: str, token: str) -> list[bytes]:
+        """The chunk payloads of one sample of read collection `coll`, in order ([] once it was swapped out)."""
         try:
-            docs = self.chunk_docs("read", token)
+            docs = self.chunk_docs(coll, token)
         except pme.OperationFailure as exc:
             if is_cursor_killed(exc):
                 return []
