@@ -217,15 +217,17 @@ def test_writers_stalled_between_reserving_and_claiming_never_lose_a_logged_comm
 
     import wirehead_core.store as store_module
 
-    real_claim = store_module.Store.claim_and_write
     rng = random.Random(5)
 
-    def stalling_claim(self, n, sid, *args):
-        if rng.random() < 0.3:
-            time.sleep(rng.uniform(0.05, 0.6))  # some stalls stay under half the reservation timeout
-        return real_claim(self, n, sid, *args)
+    def stalling(real):
+        def write(self, *args):
+            if rng.random() < 0.3:
+                time.sleep(rng.uniform(0.05, 0.6))  # some stalls stay under half the reservation timeout
+            return real(self, *args)
+        return write
 
-    monkeypatch.setattr(store_module.Store, "claim_and_write", stalling_claim)
+    for name in ("write_and_commit", "claim_and_write"):
+        monkeypatch.setattr(store_module.Store, name, stalling(getattr(store_module.Store, name)))
     config, _ = make_config(swap_cap=4, manager__reservation_timeout_s=0.3, manager__poll_s=0.01)
     manager = SwapManager(config)
     thread = threading.Thread(target=manager.run, kwargs={"max_swaps": 40, "duration_s": 120})

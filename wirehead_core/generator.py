@@ -207,14 +207,21 @@ class Generator:
                     raise _ClaimLost()
 
             try:
-                if not store.claim_and_write(gen, sid, token, self.proc_id, meta, encoded.chunks, renew):
-                    continue
-                # Claimed well within the reservation timeout of reserving, the id was still ours, so the claim
-                # (and the commit below, a compare-and-set on it) went into the real generation: no check needed.
+                # Most samples fit one insert: chunks and commit record in one round trip. Larger ones are claimed
+                # first (the claim is renewed while they are written) and committed by a compare-and-set on it.
+                whole = store.write_and_commit(gen, sid, token, self.proc_id, meta, encoded.chunks)
+                if whole is False or (whole is None and not store.claim_and_write(
+                        gen, sid, token, self.proc_id, meta, encoded.chunks, renew)):
+                    continue  # another writer holds the id
+                # Written well within the reservation timeout of reserving, the id was still ours, so the record
+                # went into the real generation: no check needed.
                 prompt = time.monotonic() - reserved_at < self.config.manager.reservation_timeout_s / 2
-                renew()
-                if store.retry("commit", lambda: store.commit(gen, sid, token, {})):
+                if whole is None:
+                    renew()
+                if whole or store.retry("commit", lambda: store.commit(gen, sid, token, {})):
                     if not prompt and not self._landed(gen, token):
+                        if self.stop_event.is_set():
+                            return False  # committed, but stopped before we could tell where: leave it be
                         raise _ClaimLost()
                     if self._commit_log is not None:
                         self._commit_log.write(json.dumps({"gen": gen, "sid": sid, "token": token}) + "\n")

@@ -102,7 +102,9 @@ class SwapManager:
                 if deadline is not None and time.monotonic() >= deadline:
                     break
                 try:
-                    if not self._renew():
+                    # A lease renewed less than a third of its length ago is still ours (see `_checkpoint`).
+                    fresh = self._holding and time.monotonic() - self._renewed_at < cfg.lease_s / 3
+                    if not fresh and not self._renew():
                         if not waiting_logged:
                             lock = self.store.lock_doc() or {}
                             _LOG.info("manager %s: waiting for the lock held by %s", self.name, lock.get("owner"))
@@ -231,7 +233,10 @@ class SwapManager:
         count = store.retry("count", lambda: store.count_committed(coll))
         if count == gen.committed_seen:
             return
-        records = store.retry("records", lambda: store.records(coll, {"s": "c"}, {"t": 1, "f": 1, "k": 1}))
+        # Ids are mostly committed in the order they were handed out: read from the lowest id not verified yet.
+        lowest = next((sid for sid in range(self.config.swap_cap) if sid not in gen.verified), 0)
+        records = store.retry("records", lambda: store.records(coll, {"s": "c", "_id": {"$gte": lowest}},
+                                                               {"t": 1, "f": 1, "k": 1}))
         full = self.config.manager.verify == "full"
         for rec in records:
             sid = int(rec["_id"])

@@ -225,12 +225,15 @@ class Store:
     def acquire_lock(self, owner: str, lease_s: float) -> bool:
         """Take or renew the manager lock for `lease_s` seconds; False while another owner's lease is live."""
         state = self.coll("state")
-        self._insert_once(state, {"_id": "lock", "owner": None, "expires": 0.0, "epoch": 0})
-        now = time.time()
-        doc = state.find_one_and_update(
-            {"_id": "lock", "$or": [{"owner": owner}, {"owner": None}, {"expires": {"$lt": now}}]},
-            {"$set": {"owner": owner, "expires": now + lease_s, "renewed": now}},
-            return_document=ReturnDocument.AFTER)
+        for _ in range(2):
+            now = time.time()
+            doc = state.find_one_and_update(
+                {"_id": "lock", "$or": [{"owner": owner}, {"owner": None}, {"expires": {"$lt": now}}]},
+                {"$set": {"owner": owner, "expires": now + lease_s, "renewed": now}},
+                return_document=ReturnDocument.AFTER)
+            if doc is not None or not self._insert_once(state, {"_id": "lock", "owner": None, "expires": 0.0,
+                                                                "epoch": 0}):
+                break  # taken or renewed, or held by another (the lock document exists)
         return doc is not None and doc.get("owner") == owner
 
     def release_lock(self, owner: str) -> None:
@@ -278,6 +281,40 @@ class Store:
             if i:
                 renew()
             self._insert_batch(coll, batch)
+
+    def write_and_commit(self, n: int, sid: int, token: str, owner: str, meta: dict[str, Any],
+                         chunks: Sequence[bytes]) -> Optional[bool]:
+        """A sample of one insert batch: its chunks, then its commit record, in one ordered insert (one round trip;
+        the record is inserted only once every chunk is). True once committed; False, with its chunks removed
+        again, if another writer holds the id; None if the sample needs several batches (`claim_and_write`)."""
+        batches = _chunk_batches(token, chunks)
+        if len(batches) > 1:
+            return None
+        coll = self.coll(self.gen_name(n))
+        record = {"_id": sid, "g": n, "t": token, "s": "c", "at": time.time(), "o": owner, **meta}
+
+        def attempt() -> bool:
+            try:
+                coll.insert_many([*batches[0], record], ordered=True)
+                return True
+            except pme.BulkWriteError as exc:  # an ordered insert stops at its first error
+                error = exc.details["writeErrors"][0]
+                if error.get("code") != _DUPLICATE_KEY:
+                    raise StoreError(f"chunk insert failed: {error.get('errmsg')}") from exc
+            doc = coll.find_one({"_id": sid}, {"t": 1})
+            if doc is None:  # a chunk was in already: an earlier attempt got partway
+                self._insert_batch(coll, batches[0])
+                try:
+                    coll.insert_one(record)
+                    return True
+                except pme.DuplicateKeyError:
+                    doc = coll.find_one({"_id": sid}, {"t": 1})
+            if doc is not None and doc.get("t") == token:
+                return True  # an earlier attempt committed
+            coll.delete_many({"t": token, "s": {"$exists": False}})
+            return False
+
+        return self.retry("write and commit", attempt)
 
     def claim_and_write(self, n: int, sid: int, token: str, owner: str, meta: dict[str, Any],
                         chunks: Sequence[bytes], renew: Callable[[], None]) -> bool:
