@@ -159,15 +159,6 @@ def _dataplane(b: _Bench) -> list[dict[str, Any]]:
 
 
 # ---------------------------------------------------------------------- 2. scaling
-def _committed_total(store: Store) -> int:
-    state = store.swap_state()
-    if state is None:
-        return 0
-    swapped = sum(e["committed"] for e in store.coll("events").find({}, {"committed": 1}))
-    write = int(state["write_gen"])
-    return swapped + sum(store.count_committed(store.gen_name(n)) for n in (write, write + 1))
-
-
 def _scaling(b: _Bench) -> list[dict[str, Any]]:
     rows = []
     cost = b.opts.scaling_cost_s
@@ -189,9 +180,9 @@ def _scaling(b: _Bench) -> list[dict[str, Any]]:
                     break
                 time.sleep(0.2)
             time.sleep(cost)
-            c0, t0 = _committed_total(store), time.monotonic()
+            c0, t0 = store.committed_total(), time.monotonic()
             time.sleep(b.opts.scaling_window_s)
-            c1, t1 = _committed_total(store), time.monotonic()
+            c1, t1 = store.committed_total(), time.monotonic()
         finally:
             terminate(procs)
             store.close()

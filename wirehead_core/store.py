@@ -591,6 +591,15 @@ class Store:
         return {"swap": swap, "lock": lock, "gens": gens, "reads": reads, "events": events, "procs": procs,
                 "committed": committed}
 
+    def committed_total(self) -> int:
+        """Samples committed so far: those swapped in (per the swap events) plus those in the open generations."""
+        state = self.swap_state()
+        if state is None:
+            return 0
+        swapped = sum(int(e["committed"]) for e in self.coll("events").find({}, {"committed": 1}))
+        write = int(state["write_gen"])
+        return swapped + sum(self.count_committed(self.gen_name(n)) for n in (write, write + 1))
+
     def server_status(self) -> dict[str, Any]:
         """The server's ``serverStatus`` (empty if the server does not support it)."""
         try:

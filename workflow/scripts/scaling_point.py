@@ -18,10 +18,11 @@ from typing import Any
 import yaml
 
 from wirehead_core.config import load_config
-from wirehead_core.launch import spawn, terminate, wirehead_command
+from wirehead_core.launch import spawn, wirehead_command
 from wirehead_core.status import collect_status
 from wirehead_core.store import Store
 
+import pool  # beside this script, like smk_entry
 import smk_entry  # beside this script: Snakemake puts its folder on sys.path
 
 _LOG = logging.getLogger("scaling_point")
@@ -71,11 +72,7 @@ def run_point(n: int, uri: str, workdir: Path, p) -> dict[str, Any]:
     workdir.mkdir(parents=True, exist_ok=True)
     cfg_path = cache_config(workdir / "cache.yaml", uri, p.database, p)
     config = load_config(cfg_path)
-    store = Store(config)
-    try:  # a rerun on the same server starts from an empty database
-        store.drop_database()
-    finally:
-        store.close()
+    pool.fresh_database(config)  # a rerun on the same server starts from an empty database
     procs = [spawn(wirehead_command("manager", "--config", str(cfg_path), "--name", f"manager-n{n}"),
                    workdir / "manager.log")]
     try:
@@ -103,7 +100,7 @@ def run_point(n: int, uri: str, workdir: Path, p) -> dict[str, Any]:
             store.close()
         status = collect_status(config)
     finally:
-        codes = terminate(procs[1:]) + terminate(procs[:1])
+        codes = pool.stop_local(procs)
     rate, swaps = window_rate(events, t0, t1)
     real = p.generator == "brain"
     if swaps < 2:

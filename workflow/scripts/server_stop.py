@@ -16,12 +16,7 @@ import sys
 import time
 from pathlib import Path
 
-
-def slurm_job_active(job_id: str) -> bool:
-    """Whether squeue still shows the job, or any task of an array job (one line each), in a non-final state."""
-    out = subprocess.run(["squeue", "-h", "-j", job_id, "-o", "%T"], capture_output=True, text=True)
-    active = {"PENDING", "CONFIGURING", "RUNNING", "COMPLETING", "SUSPENDED"}
-    return any(state in active for state in out.stdout.split())
+import slurm_jobs  # beside this script (its folder is on sys.path when run as a script)
 
 
 def process_alive(pid: int) -> bool:
@@ -64,9 +59,9 @@ def stop(record_path: Path, timeout_s: float = 120.0) -> str:
         job_id = record["job_id"]
         subprocess.run(["scancel", job_id], check=False)
         deadline = time.monotonic() + timeout_s
-        while slurm_job_active(job_id) and time.monotonic() < deadline:
+        while slurm_jobs.job_active(job_id) and time.monotonic() < deadline:
             time.sleep(1.0)
-        if slurm_job_active(job_id):
+        if slurm_jobs.job_active(job_id):
             raise RuntimeError(f"job {job_id} still active {timeout_s:.0f} s after scancel")
         message = f"job {job_id} cancelled"
     elif record["launcher"] == "procs":

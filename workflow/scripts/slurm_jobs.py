@@ -23,17 +23,27 @@ def write_record(path: Path, record: dict) -> None:
     tmp.replace(path)
 
 
+def task_states(job_id: str) -> list[str]:
+    """SLURM states of `job_id`'s tasks, one per array task (empty once squeue no longer knows the job)."""
+    out = subprocess.run(["squeue", "-h", "-j", job_id, "-t", "all", "-o", "%T"], capture_output=True, text=True)
+    return out.stdout.split()
+
+
 def job_state(job_id: str) -> str:
     """SLURM state of `job_id` (the first task's for an array; ``""`` once squeue no longer knows it)."""
-    out = subprocess.run(["squeue", "-h", "-j", job_id, "-t", "all", "-o", "%T"], capture_output=True, text=True)
-    states = out.stdout.split()
+    states = task_states(job_id)
     return states[0] if states else ""
+
+
+def job_active(job_id: str) -> bool:
+    """Whether the job, or any task of an array job, is in a non-final state."""
+    active = {"PENDING", "CONFIGURING", "RUNNING", "COMPLETING", "SUSPENDED"}
+    return any(state in active for state in task_states(job_id))
 
 
 def check_job(job_id: str, log_hint: str) -> None:
     """Raise if the job (or any task of the array) ended; pending and running are fine."""
-    out = subprocess.run(["squeue", "-h", "-j", job_id, "-t", "all", "-o", "%T"], capture_output=True, text=True)
-    for state in out.stdout.split():
+    for state in task_states(job_id):
         if state not in ("PENDING", "CONFIGURING", "RUNNING"):
             raise RuntimeError(f"job {job_id} has a task in state {state}; see {log_hint}")
 

@@ -67,8 +67,7 @@ class CommitSampler:
 
     def sample(self, store: Store) -> None:
         """Record the samples swapped in so far plus those committed to the open generations."""
-        snap = store.snapshot()
-        total = sum(e["committed"] for e in snap["events"]) + sum(snap["committed"].values())
+        total = store.committed_total()
         # A swap moves samples from "open" to "swapped" between two queries; the count never goes back.
         self.counts.append(max([total] + self.counts[-1:]))
         self.times.append(time.time())
@@ -142,9 +141,8 @@ def run(smk) -> dict[str, Any]:
     read_rate = rate_from_counts(times, reads, end=max(result.wall_s, times[-1]))
     if sampler is not None and len(sampler.times) >= 2:
         generation = rate_from_counts(sampler.times, sampler.counts, start=sampler.times[0], end=sampler.times[-1])
-        committed = generation.count
     else:  # coupled: every sample read was generated inline for it
-        generation, committed = read_rate, float(result.samples_read)
+        generation = read_rate
     curve = dice_over_time(out / "eval.csv")
     return {
         "experiment": name,
@@ -165,7 +163,6 @@ def run(smk) -> dict[str, Any]:
         "generation_rate": generation.as_dict(),
         "reads_per_sample": summary["reads_per_sample_mean"],
         "reads_per_sample_p95": summary["reads_per_sample_p95"],
-        "reads_per_committed_sample": result.samples_read / committed if committed else None,
         "cache_reuse_mean": status.reuse_mean if status else None,
         "cache_reuse_p95": status.reuse_p95 if status else None,
         "data_wait_fraction": summary["data_wait_s"] / result.wall_s if result.wall_s else None,
