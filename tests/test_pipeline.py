@@ -157,3 +157,44 @@ def test_a_commit_that_lands_in_the_read_generation_after_the_swap_is_never_serv
     ds = WireheadDataset(config, return_key=True)
     assert len(ds) == 2 and sorted(int(ds[i][2][1]) for i in range(2)) == [0, 1]
     ds.close()
+
+
+def test_a_fast_source_of_small_samples_is_committed_in_groups_with_every_byte_intact(make_config, monkeypatch):
+    groups: list[int] = []
+    real = Store.write_and_commit_many
+
+    def counting(self, n, samples):
+        groups.append(len(samples))
+        return real(self, n, samples)
+
+    monkeypatch.setattr(Store, "write_and_commit_many", counting)
+    config, _ = make_config(swap_cap=40)
+    stats, manager = fill_and_swap(config, 2, seeded(config, seed=7, count=80))
+    assert stats.committed == 80 and stats.abandoned == 0 and manager.swaps_done == 2
+    assert groups and max(groups) > 1, "the writer never committed two waiting samples together"
+    store = Store(config)
+    events = sorted(store.coll("events").find({}), key=lambda e: e["_id"])
+    assert [e["committed"] for e in events] == [40, 40]
+    ds = WireheadDataset(config, return_key=True)
+    seeds = {verify_seeded(ds[i][:2], config.fields) for i in range(40)}  # raises on any wrong byte
+    assert len(seeds) == 40
+    ds.close()
+
+
+def test_a_group_insert_that_meets_a_taken_id_commits_the_others_and_removes_its_own_chunks(make_config):
+    from wirehead_core.codec import encode_sample
+
+    config, _ = make_config(swap_cap=4)
+    SwapManager(config).step()  # opens generation 0
+    store = Store(config)
+    sids = store.reserve_many(0, 4, 3)
+    assert sids == [0, 1, 2] and store.reserve_many(0, 4, 2) is None  # only one id is left
+    assert store.claim(0, 1, "other-writer", "other")
+    samples = [encode_sample(next(seeded(config, seed=s, count=1)), config.fields, config.chunk_bytes)
+               for s in (1, 2, 3)]
+    items = [(sid, f"tok{sid}", "me", {"f": [f.to_doc() for f in e.fields], "k": 1, "b": e.nbytes}, e.chunks)
+             for sid, e in zip(sids, samples)]
+    assert store.write_and_commit_many(0, items) == [True, False, True]
+    coll = store.coll("gen.0")
+    assert coll.count_documents({"t": "tok1"}) == 0, "the refused sample's chunks stayed"
+    assert {r["_id"]: r["s"] for r in store.records("gen.0", {})} == {0: "c", 1: "w", 2: "c"}

@@ -116,7 +116,8 @@ class GeneratorConfig:
         nan_policy ("allow" | "reject"): whether floating fields may hold NaN or Inf.
         max_sample_bytes (int): a sample larger than this is rejected (0 = no limit).
         prefetch (int): encoded samples that may wait for the writer thread, so the source generates the next
-            sample while the previous one is written.
+            sample while the previous one is written. Small samples may queue up to 32 MiB (at most 16) even when
+            this is lower: the writer commits the ones waiting together, in one reservation and one insert.
         poll_s (float): how often a blocked generator checks whether a swap happened.
         heartbeat_s (float): how often a generator publishes its counters.
     """

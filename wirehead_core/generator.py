@@ -66,6 +66,16 @@ class _ClaimLost(Exception):
     """Internal: our reservation was given to another writer while we wrote."""
 
 
+#: A group commit takes at most this many samples, and this many bytes, in one insert.
+_GROUP_MAX = 16
+_GROUP_BYTES = 32 * 1024 * 1024
+
+
+def _commit_meta(encoded: EncodedSample) -> dict[str, Any]:
+    """What a commit record says about its sample: field layout, chunk count, bytes."""
+    return {"f": [f.to_doc() for f in encoded.fields], "k": len(encoded.chunks), "b": encoded.nbytes}
+
+
 class Generator:
     """Commits samples from `source` into the cache.
 
@@ -114,11 +124,9 @@ class Generator:
         self._started = time.monotonic()
         beat = threading.Thread(target=self._heartbeat_loop, name="wirehead-heartbeat", daemon=True)
         beat.start()
-        pending: queue.Queue = queue.Queue(maxsize=self.config.generator.prefetch)
+        pending: Optional[queue.Queue] = None
         failure: list[BaseException] = []
-        writer = threading.Thread(target=self._write_loop, args=(pending, failure), name="wirehead-writer",
-                                  daemon=True)
-        writer.start()
+        writer: Optional[threading.Thread] = None
         iterator = iter(self.source)
         try:
             while not self.stop_event.is_set() and not failure:
@@ -134,15 +142,22 @@ class Generator:
                 encoded = encode_sample(sample, cfg.fields, cfg.chunk_bytes, nan_policy=cfg.generator.nan_policy,
                                         max_sample_bytes=cfg.generator.max_sample_bytes)
                 self.stats.produced += 1
+                if pending is None:  # sized by the first sample: small samples may queue up for group commits
+                    pending = queue.Queue(maxsize=max(self.config.generator.prefetch,
+                                                      min(_GROUP_MAX, _GROUP_BYTES // max(1, encoded.nbytes))))
+                    writer = threading.Thread(target=self._write_loop, args=(pending, failure),
+                                              name="wirehead-writer", daemon=True)
+                    writer.start()
                 while not self._offer(pending, encoded):
                     if self.stop_event.is_set() or failure:
                         self.stats.abandoned += 1
                         break
         finally:
-            self._offer(pending, None, wait=False)
-            while writer.is_alive():
-                self._offer(pending, None)
-                writer.join(timeout=0.1)
+            if pending is not None and writer is not None:
+                self._offer(pending, None, wait=False)
+                while writer.is_alive():
+                    self._offer(pending, None)
+                    writer.join(timeout=0.1)
             self.stats.elapsed_s = time.monotonic() - self._started
             self._beat_stop.set()
             beat.join(timeout=5)
@@ -168,28 +183,77 @@ class Generator:
             return False
 
     def _write_loop(self, pending: queue.Queue, failure: list[BaseException]) -> None:
-        """Writer thread: commit encoded samples in order until the end marker (None)."""
-        while True:
-            encoded = pending.get()
-            if encoded is None:
+        """Writer thread: commit encoded samples in order until the end marker (None), the ones already waiting
+        together (a group commit: one reservation and one insert for the group)."""
+        held: Optional[EncodedSample] = None
+        ending = False
+        while not ending:
+            group = [held if held is not None else pending.get()]
+            held = None
+            if group[0] is None:
                 return
-            if failure:
-                self.stats.abandoned += 1
-                continue
+            size = group[0].nbytes
+            while len(group) < _GROUP_MAX:
+                try:
+                    item = pending.get_nowait()
+                except queue.Empty:
+                    break
+                if item is None:
+                    ending = True
+                    break
+                if size + item.nbytes > _GROUP_BYTES:
+                    held = item
+                    break
+                group.append(item)
+                size += item.nbytes
+            settled = self.stats.committed + self.stats.abandoned
             try:
-                if self._commit(encoded):
-                    self.stats.committed += 1
-                else:
-                    self.stats.abandoned += 1
+                if not (len(group) > 1 and not failure and self._commit_group(group)):
+                    for encoded in group:
+                        self._commit_one(encoded, failure)
             except BaseException as exc:  # noqa: BLE001 - handed to the run loop, which raises it
                 failure.append(exc)
-                self.stats.abandoned += 1
+                self.stats.abandoned += len(group) - (self.stats.committed + self.stats.abandoned - settled)
+
+    def _commit_one(self, encoded: EncodedSample, failure: list[BaseException]) -> None:
+        if failure:
+            self.stats.abandoned += 1
+        elif self._commit(encoded):
+            self.stats.committed += 1
+        else:
+            self.stats.abandoned += 1
+
+    def _commit_group(self, group: list[EncodedSample]) -> bool:
+        """Commit the group with one reservation and one insert (a sample that did not land is written again on
+        its own); False, with nothing done, when the write generation has fewer ids left or a sample needs
+        several inserts."""
+        store, cap = self.store, self.config.swap_cap
+        gen = self._write_gen
+        if gen is None or len(group) > cap or any(len(e.chunks) > 1 for e in group):
+            return False
+        asked = time.monotonic()
+        sids = store.retry("reserve", lambda: store.reserve_many(gen, cap, len(group)))
+        if sids is None:
+            return False
+        tokens = [uuid.uuid4().hex for _ in group]
+        items = [(sid, token, self.proc_id, _commit_meta(e), e.chunks) for sid, token, e in zip(sids, tokens, group)]
+        done = store.write_and_commit_many(gen, items)
+        prompt = time.monotonic() - asked < self.config.manager.reservation_timeout_s / 2
+        for ok, sid, token, encoded in zip(done, sids, tokens, group):
+            if ok and (prompt or self._landed(gen, token)):
+                self._log_commit(gen, sid, token)
+                self.stats.committed += 1
+                continue
+            if ok and not self.stop_event.is_set():  # landed in a collection nobody reads (`_landed`): rewrite
+                store.retry("drop chunks", lambda: store.drop_token_chunks(gen, token))
+            self._commit_one(encoded, [])
+        return True
 
     # ------------------------------------------------------------------ one sample
     def _commit(self, encoded: EncodedSample) -> bool:
         """Write one sample until it is committed; False only when stopped first."""
         store = self.store
-        meta = {"f": [f.to_doc() for f in encoded.fields], "k": len(encoded.chunks), "b": encoded.nbytes}
+        meta = _commit_meta(encoded)
         while not self.stop_event.is_set():
             placed = self._reserve()
             if placed is None:
@@ -223,8 +287,7 @@ class Generator:
                         if self.stop_event.is_set():
                             return False  # committed, but stopped before we could tell where: leave it be
                         raise _ClaimLost()
-                    if self._commit_log is not None:
-                        self._commit_log.write(json.dumps({"gen": gen, "sid": sid, "token": token}) + "\n")
+                    self._log_commit(gen, sid, token)
                     return True
                 raise _ClaimLost()
             except _ClaimLost:
@@ -236,6 +299,10 @@ class Generator:
                              self.name, sid, gen)
                 store.retry("drop chunks", lambda: store.drop_token_chunks(gen, token))
         return False
+
+    def _log_commit(self, gen: int, sid: int, token: str) -> None:
+        if self._commit_log is not None:
+            self._commit_log.write(json.dumps({"gen": gen, "sid": sid, "token": token}) + "\n")
 
     def _landed(self, gen: int, token: str) -> bool:
         """Whether a commit into generation `gen` reached the real generation.

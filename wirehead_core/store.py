@@ -259,6 +259,14 @@ class Store:
                                         return_document=ReturnDocument.BEFORE)
         return None if doc is None else int(doc["free"][0])
 
+    def reserve_many(self, n: int, cap: int, k: int) -> Optional[list[int]]:
+        """Reserve `k` consecutive new ids in open generation `n` in one round trip; None when fewer than `k` are
+        left (the caller reserves one at a time then)."""
+        doc = self.coll("state").find_one_and_update({"_id": f"gen.{n}", "open": True, "next": {"$lte": cap - k}},
+                                                     {"$inc": {"next": k}}, projection={"next": 1},
+                                                     return_document=ReturnDocument.AFTER)
+        return None if doc is None else list(range(int(doc["next"]) - k, int(doc["next"])))
+
     def claim(self, n: int, sid: int, token: str, owner: str) -> bool:
         """Record that `token` is being written as id `sid` of generation `n`; False if another writer has it."""
         coll = self.coll(self.gen_name(n))
@@ -315,6 +323,28 @@ class Store:
             return False
 
         return self.retry("write and commit", attempt)
+
+    def write_and_commit_many(self, n: int, samples: Sequence[tuple[int, str, str, dict[str, Any], Sequence[bytes]]]
+                              ) -> list[bool]:
+        """Several one-batch samples ``(sid, token, owner, meta, chunks)`` in one ordered insert, each sample's
+        chunks before its commit record: one round trip for the group. Returns per sample what `write_and_commit`
+        would (a sample the insert did not reach is finished one by one)."""
+        coll = self.coll(self.gen_name(n))
+        docs: list[dict[str, Any]] = []
+        ends = []
+        for sid, token, owner, meta, chunks in samples:
+            (batch,) = _chunk_batches(token, chunks)
+            docs += [*batch, {"_id": sid, "g": n, "t": token, "s": "c", "at": time.time(), "o": owner, **meta}]
+            ends.append(len(docs))
+        try:
+            self.retry("write and commit", lambda: coll.insert_many(docs, ordered=True))
+            return [True] * len(samples)
+        except pme.BulkWriteError as exc:  # an ordered insert stops at its first error
+            error = exc.details["writeErrors"][0]
+            if error.get("code") != _DUPLICATE_KEY:
+                raise StoreError(f"chunk insert failed: {error.get('errmsg')}") from exc
+            reached = int(error["index"])
+        return [end <= reached or bool(self.write_and_commit(n, *sample)) for end, sample in zip(ends, samples)]
 
     def claim_and_write(self, n: int, sid: int, token: str, owner: str, meta: dict[str, Any],
                         chunks: Sequence[bytes], renew: Callable[[], None]) -> bool:
