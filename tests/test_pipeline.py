@@ -198,3 +198,28 @@ def test_a_group_insert_that_meets_a_taken_id_commits_the_others_and_removes_its
     coll = store.coll("gen.0")
     assert coll.count_documents({"t": "tok1"}) == 0, "the refused sample's chunks stayed"
     assert {r["_id"]: r["s"] for r in store.records("gen.0", {})} == {0: "c", 1: "w", 2: "c"}
+
+
+def test_a_batch_is_read_with_one_query_and_matches_reading_each_sample(make_config, monkeypatch):
+    config, _ = make_config(swap_cap=6)
+    fill_and_swap(config, 1, seeded(config, seed=3, count=6))
+    ds = WireheadDataset(config, return_key=True)
+    single = [ds[i] for i in range(6)]
+    calls = {"many": 0, "one": 0}
+    for name, key in (("read_chunks_many", "many"), ("read_chunks", "one")):
+        real = getattr(Store, name)
+
+        def counted(self, *args, _real=real, _key=key):
+            calls[_key] += 1
+            return _real(self, *args)
+
+        monkeypatch.setattr(Store, name, counted)
+    batch = ds.__getitems__([0, 1, 2, 3, 4, 5])
+    assert calls == {"many": 1, "one": 0}
+    for a, b in zip(single, batch):
+        assert all(torch.equal(x, y) for x, y in zip(a, b))
+        verify_seeded(b[:2], config.fields)
+    loader = DataLoader(ds, batch_size=3, shuffle=False)
+    images, labels, keys = next(iter(loader))
+    assert keys[:, 1].tolist() == [0, 1, 2] and calls["many"] == 2
+    ds.close()

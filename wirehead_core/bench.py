@@ -129,21 +129,23 @@ def _dataplane(b: _Bench) -> list[dict[str, Any]]:
                                     fields=[{"name": "image", "dtype": "uint8", "shape": [nbytes]}],
                                     reuse={"policy": "target", "target": 1.0, "tolerance": 0.0, "claim_batch": 4})
             # The generator and the manager run as their own processes, as in production. The clock runs from
-            # the first read of generation 0 to the last read of generation K-1: K-1 generations were written and
-            # K read in that window, so process start-up and the first fill are not counted.
+            # the first batch read of generation 0 to the last read of generation K-1: K-1 generations were written
+            # and K read in that window, so process start-up and the first fill are not counted.
             gens = 8
             procs = [spawn(wirehead_command("manager", "--config", str(path), "--max-swaps", str(gens)),
                            b.workdir / "logs" / "dataplane-m.log"),
                      spawn(wirehead_command("generate", "--config", str(path), "--source", "wirehead_core.sources:repeat",
                                             "--arg", f"count={config.swap_cap * gens}"),
                            b.workdir / "logs" / "dataplane-g.log")]
+            # Read in batches, one query each, as a DataLoader with a batch size does (`__getitems__`).
             ds = WireheadDataset(config, wait_timeout_s=600)
             started = None
-            for i in range(config.swap_cap * gens):
-                (arr,) = ds[i]
+            total, batch = config.swap_cap * gens, min(8, config.swap_cap)
+            for i in range(0, total, batch):
+                for (arr,) in ds.__getitems__(range(i, min(i + batch, total))):
+                    if arr.numel() != nbytes:
+                        raise RuntimeError("data plane: a sample came back with the wrong size")
                 started = started or time.perf_counter()
-                if arr.numel() != nbytes:
-                    raise RuntimeError("data plane: a sample came back with the wrong size")
             elapsed = time.perf_counter() - started
             terminate(procs)
             ds.close()

@@ -363,8 +363,9 @@ def format_report(r: dict[str, Any], command: str = "") -> str:
         ("failed reads", r["failed_reads"]),
         ("longest reader stall (s)", f"{r['longest_reader_stall_s']:.2f} (longest server outage "
                                      f"{r['server_outage_s_max']:.2f})"),
-        ("longest reader stall not overlapping a server outage (s)",
-         f"{r['longest_reader_stall_outside_outages_s']:.2f} (lease {r['lease_s']} s)"),
+        ("longest reader stall over 1 s not overlapping a server outage (s)",
+         f"{r['longest_reader_stall_outside_outages_s']:.2f} (lease {r['lease_s']} s)"
+         if r["longest_reader_stall_outside_outages_s"] else f"none (lease {r['lease_s']} s)"),
         ("recovery after a fault, to the next swap (s): p50 / p99 / max",
          f"{r['recovery_s']['p50']:.2f} / {r['recovery_s']['p99']:.2f} / {r['recovery_s']['max']:.2f} "
          f"(n = {r['recovery_s']['n']})"),

@@ -15,6 +15,7 @@ import os
 import random
 import threading
 import time
+from collections.abc import Sequence
 from typing import Any, Optional
 
 import torch
@@ -243,6 +244,40 @@ class WireheadDataset(Dataset):
             if time.monotonic() >= deadline:
                 raise TimeoutError(f"read of sample {index} kept racing swaps for "
                                    f"{self.config.dataset.read_timeout_s:.0f} s")
+
+    def __getitems__(self, indices: Sequence[int]) -> list[Any]:
+        """Samples for `indices` with one query for all their chunks (a DataLoader with a batch size calls this);
+        a sample that raced a swap, or that the reuse policy does not allow yet, is read on its own by
+        `__getitem__`."""
+        table = self._current_table()
+        entries: list[_Entry] = []
+        for index in indices:
+            entry = table[int(index) % len(table)]
+            if self._rights.active:
+                entry = self._rights.take(self.store, table, entry)
+                if entry is None:
+                    break
+            entries.append(entry)
+        try:
+            chunks = self.store.retry("read chunks", lambda: self.store.read_chunks_many(
+                entries[0].coll, [e.token for e in entries])) if entries else {}
+        except StoreUnavailableError:
+            chunks = {}
+        out = []
+        for i, index in enumerate(indices):
+            entry = entries[i] if i < len(entries) else None
+            got = chunks.get(entry.token, []) if entry is not None else []
+            if entry is not None and len(got) == entry.nchunks:
+                try:
+                    arrays = decode_sample(entry.fields, got)
+                except CorruptSampleError:
+                    arrays = None
+                if arrays is not None:
+                    self._count(entry)
+                    out.append(self._package(arrays, entry))
+                    continue
+            out.append(self[index])
+        return out
 
     def _wait_for_next_generation(self, gen: int) -> None:
         """Block until the read generation is newer than `gen` (reuse control: readers ahead of generators)."""

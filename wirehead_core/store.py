@@ -6,8 +6,10 @@ Collections, all named ``<namespace>.<name>`` in the configured database:
   write generation numbers and the phase of a swap in progress), ``lock`` (the manager's leased lock), ``gen.N``
   (generation N's id counter ``next``, ids handed back ``free``, ``open``), ``reads.N`` (read counts of generation N).
 - ``gen.N``: write generation N. Holds chunk documents ``{t: token, c: index, n: length, d: bytes}`` and one record
-  per sample id ``{_id: id, g: N, t: token, s: "w"|"c", ...}``: ``"w"`` while the writer holds the claim, ``"c"`` once
-  committed (with the field metadata). A sample is visible only through its commit record, written last.
+  per sample id ``{_id: id, g: N, t: token, s: "w"|"c", ...}`` with the field metadata: ``"c"`` once committed. A
+  sample is visible only through its commit record, written last: a sample that fits one insert (most) goes in as
+  chunks then record in one ordered insert, several such samples together when they are waiting (a group commit);
+  a larger one is claimed first (``"w"``, renewed while its chunks are written) and committed by a compare-and-set.
 - The read generation: under ``manager.promote: pointer`` (the default) it is ``gen.N`` itself, named by
   ``read_coll`` in the ``swap`` document, so a swap moves no data on any server; under ``promote: rename`` it is
   ``read``, a former ``gen.N`` renamed (O(1) on mongod; some compatible servers copy the data instead).
@@ -572,6 +574,22 @@ class Store:
                 return []
             raise
         return [bytes(d["d"]) for d in docs]
+
+    def read_chunks_many(self, coll: str, tokens: Sequence[str]) -> dict[str, list[bytes]]:
+        """The chunk payloads of several samples of read collection `coll` in one query: token -> payloads in
+        order (a sample swapped out meanwhile is missing or short)."""
+        try:
+            docs = list(self.coll(coll).find({"t": {"$in": list(tokens)}, "s": {"$exists": False}},
+                                             {"t": 1, "c": 1, "d": 1}))
+        except pme.OperationFailure as exc:
+            if is_cursor_killed(exc):
+                return {}
+            raise
+        docs.sort(key=lambda d: (d["t"], d["c"]))  # client-side: see the server notes in the README
+        out: dict[str, list[bytes]] = {}
+        for d in docs:
+            out.setdefault(d["t"], []).append(bytes(d["d"]))
+        return out
 
     def add_reads(self, gen: int, per_sid: dict[int, int]) -> None:
         """Add served-read counts of generation `gen` in one update (batched by the dataset)."""
