@@ -238,9 +238,8 @@ class Generator:
         tokens = [uuid.uuid4().hex for _ in group]
         items = [(sid, token, self.proc_id, _commit_meta(e), e.chunks) for sid, token, e in zip(sids, tokens, group)]
         done = store.write_and_commit_many(gen, items)
-        prompt = time.monotonic() - asked < self.config.manager.reservation_timeout_s / 2
         for ok, sid, token, encoded in zip(done, sids, tokens, group):
-            if ok and (prompt or self._landed(gen, token)):
+            if ok and self._in_real_generation(gen, token, asked):
                 self._log_commit(gen, sid, token)
                 self.stats.committed += 1
                 continue
@@ -277,13 +276,10 @@ class Generator:
                 if whole is False or (whole is None and not store.claim_and_write(
                         gen, sid, token, self.proc_id, meta, encoded.chunks, renew)):
                     continue  # another writer holds the id
-                # Written well within the reservation timeout of reserving, the id was still ours, so the record
-                # went into the real generation: no check needed.
-                prompt = time.monotonic() - reserved_at < self.config.manager.reservation_timeout_s / 2
                 if whole is None:
                     renew()
                 if whole or store.retry("commit", lambda: store.commit(gen, sid, token, {})):
-                    if not prompt and not self._landed(gen, token):
+                    if not self._in_real_generation(gen, token, reserved_at):
                         if self.stop_event.is_set():
                             return False  # committed, but stopped before we could tell where: leave it be
                         raise _ClaimLost()
@@ -303,6 +299,14 @@ class Generator:
     def _log_commit(self, gen: int, sid: int, token: str) -> None:
         if self._commit_log is not None:
             self._commit_log.write(json.dumps({"gen": gen, "sid": sid, "token": token}) + "\n")
+
+    def _in_real_generation(self, gen: int, token: str, reserved_at: float) -> bool:
+        """Whether a commit (into generation `gen`, of an id reserved at monotonic time `reserved_at`) reached the
+        real generation. Committed well within the reservation timeout of reserving, the id was still ours, so it
+        did, with no round trip; otherwise `_landed` asks."""
+        if time.monotonic() - reserved_at < self.config.manager.reservation_timeout_s / 2:
+            return True
+        return self._landed(gen, token)
 
     def _landed(self, gen: int, token: str) -> bool:
         """Whether a commit into generation `gen` reached the real generation.

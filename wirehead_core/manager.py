@@ -102,9 +102,7 @@ class SwapManager:
                 if deadline is not None and time.monotonic() >= deadline:
                     break
                 try:
-                    # A lease renewed less than a third of its length ago is still ours (see `_checkpoint`).
-                    fresh = self._holding and time.monotonic() - self._renewed_at < cfg.lease_s / 3
-                    if not fresh and not self._renew():
+                    if not (self._holding and self._lease_fresh()) and not self._renew():
                         if not waiting_logged:
                             lock = self.store.lock_doc() or {}
                             _LOG.info("manager %s: waiting for the lock held by %s", self.name, lock.get("owner"))
@@ -147,13 +145,16 @@ class SwapManager:
         self._holding = held
         return held
 
+    def _lease_fresh(self) -> bool:
+        """A lease renewed less than a third of its length ago is still ours: no other manager can take it before
+        it expires, so renewing it now would be a wasted round trip."""
+        return time.monotonic() - self._renewed_at < self.config.manager.lease_s / 3
+
     def _checkpoint(self, step: str) -> None:
         """Before each swap step: the fault hook, then make sure we still hold the lease."""
         if self.fault_hook is not None:
             self.fault_hook(step)
-        # A lease renewed less than a third of its length ago is still ours: no other manager can take it before
-        # it expires, so the round trip is skipped.
-        if time.monotonic() - self._renewed_at < self.config.manager.lease_s / 3:
+        if self._lease_fresh():
             return
         if not self._renew():
             raise LeaseLostError(f"lost the swap lock before step {step!r}")

@@ -64,6 +64,19 @@ def _chunk_batches(token: str, chunks: Sequence[bytes]) -> list[list[dict[str, A
     return batches
 
 
+def _record(n: int, sid: int, token: str, owner: str, state: str, meta: dict[str, Any]) -> dict[str, Any]:
+    """The record of id `sid` in generation `n`: a claim (`state` ``"w"``) or a commit record (``"c"``)."""
+    return {"_id": sid, "g": n, "t": token, "s": state, "at": time.time(), "o": owner, **meta}
+
+
+def _duplicate_at(exc: pme.BulkWriteError) -> int:
+    """Index at which an ordered insert stopped on a duplicate key; any other write error raises `StoreError`."""
+    error = exc.details["writeErrors"][0]
+    if error.get("code") != _DUPLICATE_KEY:
+        raise StoreError(f"chunk insert failed: {error.get('errmsg')}") from exc
+    return int(error["index"])
+
+
 def ping(uri: str, timeout_s: float = 2.0) -> bool:
     """True when a server answers ``ping`` at `uri` within `timeout_s`."""
     client = pymongo.MongoClient(uri, serverSelectionTimeoutMS=int(timeout_s * 1000),
@@ -273,7 +286,7 @@ class Store:
         """Record that `token` is being written as id `sid` of generation `n`; False if another writer has it."""
         coll = self.coll(self.gen_name(n))
         try:
-            coll.insert_one({"_id": sid, "g": n, "t": token, "s": "w", "at": time.time(), "o": owner})
+            coll.insert_one(_record(n, sid, token, owner, "w", {}))
             return True
         except pme.DuplicateKeyError:
             doc = coll.find_one({"_id": sid}, {"t": 1})
@@ -301,16 +314,14 @@ class Store:
         if len(batches) > 1:
             return None
         coll = self.coll(self.gen_name(n))
-        record = {"_id": sid, "g": n, "t": token, "s": "c", "at": time.time(), "o": owner, **meta}
+        record = _record(n, sid, token, owner, "c", meta)
 
         def attempt() -> bool:
             try:
                 coll.insert_many([*batches[0], record], ordered=True)
                 return True
             except pme.BulkWriteError as exc:  # an ordered insert stops at its first error
-                error = exc.details["writeErrors"][0]
-                if error.get("code") != _DUPLICATE_KEY:
-                    raise StoreError(f"chunk insert failed: {error.get('errmsg')}") from exc
+                _duplicate_at(exc)
             doc = coll.find_one({"_id": sid}, {"t": 1})
             if doc is None:  # a chunk was in already: an earlier attempt got partway
                 self._insert_batch(coll, batches[0])
@@ -336,16 +347,13 @@ class Store:
         ends = []
         for sid, token, owner, meta, chunks in samples:
             (batch,) = _chunk_batches(token, chunks)
-            docs += [*batch, {"_id": sid, "g": n, "t": token, "s": "c", "at": time.time(), "o": owner, **meta}]
+            docs += [*batch, _record(n, sid, token, owner, "c", meta)]
             ends.append(len(docs))
         try:
             self.retry("write and commit", lambda: coll.insert_many(docs, ordered=True))
             return [True] * len(samples)
         except pme.BulkWriteError as exc:  # an ordered insert stops at its first error
-            error = exc.details["writeErrors"][0]
-            if error.get("code") != _DUPLICATE_KEY:
-                raise StoreError(f"chunk insert failed: {error.get('errmsg')}") from exc
-            reached = int(error["index"])
+            reached = _duplicate_at(exc)
         return [end <= reached or bool(self.write_and_commit(n, *sample)) for end, sample in zip(ends, samples)]
 
     def claim_and_write(self, n: int, sid: int, token: str, owner: str, meta: dict[str, Any],
@@ -355,17 +363,14 @@ class Store:
         another writer holds the id."""
         coll = self.coll(self.gen_name(n))
         batches = _chunk_batches(token, chunks)
-        first = [{"_id": sid, "g": n, "t": token, "s": "w", "at": time.time(), "o": owner, **meta}, *batches[0]]
+        first = [_record(n, sid, token, owner, "w", meta), *batches[0]]
 
         def attempt() -> bool:
             try:
                 coll.insert_many(first, ordered=True)
                 return True
             except pme.BulkWriteError as exc:  # an ordered insert stops at its first error
-                error = exc.details["writeErrors"][0]
-                if error.get("code") != _DUPLICATE_KEY:
-                    raise StoreError(f"chunk insert failed: {error.get('errmsg')}") from exc
-                if error["index"] == 0:  # the id is claimed: by us in an attempt that timed out, or by another
+                if _duplicate_at(exc) == 0:  # the id is claimed: by us in an attempt that timed out, or by another
                     doc = coll.find_one({"_id": sid}, {"t": 1})
                     if doc is None or doc.get("t") != token:
                         return False
