@@ -161,7 +161,7 @@ def test_stale_claim_of_a_dead_writer_is_reissued_and_the_generation_completes(m
     manager = SwapManager(config)
     manager.step()
     store = Store(config)
-    dead_sid = store.reserve(0, config.swap_cap)
+    (dead_sid,), _ = store.reserve(0, config.swap_cap)
     assert store.claim(0, dead_sid, "dead-writer-token", "ghost")
     store.write_chunks(0, "dead-writer-token", [b"half a sample"], renew=lambda: None)
     thread = threading.Thread(target=manager.run, kwargs={"max_swaps": 1, "duration_s": 30})
@@ -226,7 +226,7 @@ def test_writers_stalled_between_reserving_and_claiming_never_lose_a_logged_comm
             return real(self, *args)
         return write
 
-    for name in ("write_and_commit", "claim_and_write"):
+    for name in ("write_and_commit", "write_and_commit_many", "claim_and_write"):
         monkeypatch.setattr(store_module.Store, name, stalling(getattr(store_module.Store, name)))
     config, _ = make_config(swap_cap=4, manager__reservation_timeout_s=0.3, manager__poll_s=0.01)
     manager = SwapManager(config)

@@ -187,8 +187,9 @@ def test_a_group_insert_that_meets_a_taken_id_commits_the_others_and_removes_its
     config, _ = make_config(swap_cap=4)
     SwapManager(config).step()  # opens generation 0
     store = Store(config)
-    sids = store.reserve_many(0, 4, 3)
-    assert sids == [0, 1, 2] and store.reserve_many(0, 4, 2) is None  # only one id is left
+    sids, fresh = store.reserve(0, 4, 3)
+    assert sids == [0, 1, 2] and fresh
+    assert store.reserve(0, 4, 2) == ([3], True) and store.reserve(0, 4, 2) == ([], False)  # what is left, then none
     assert store.claim(0, 1, "other-writer", "other")
     samples = [encode_sample(next(seeded(config, seed=s, count=1)), config.fields, config.chunk_bytes)
                for s in (1, 2, 3)]

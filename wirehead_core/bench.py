@@ -126,6 +126,7 @@ def _dataplane(b: _Bench) -> list[dict[str, Any]]:
             # reuse target 1 with no tolerance: each sample is read exactly once and no generation is swapped out
             # before it was read, so the clock measures moving every byte in and out once, as the raw baseline does.
             config, path = b.config(swap_cap=max(2, count // 8), manager__verify=verify, manager__poll_s=0.01,
+                                    generator__poll_s=0.01,
                                     fields=[{"name": "image", "dtype": "uint8", "shape": [nbytes]}],
                                     reuse={"policy": "target", "target": 1.0, "tolerance": 0.0, "claim_batch": 4})
             # The generator and the manager run as their own processes, as in production. The clock runs from

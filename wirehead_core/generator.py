@@ -208,45 +208,51 @@ class Generator:
                 size += item.nbytes
             settled = self.stats.committed + self.stats.abandoned
             try:
-                if not (len(group) > 1 and not failure and self._commit_group(group)):
-                    for encoded in group:
-                        self._commit_one(encoded, failure)
+                if failure:
+                    self.stats.abandoned += len(group)
+                else:
+                    self._commit_group(group)
             except BaseException as exc:  # noqa: BLE001 - handed to the run loop, which raises it
                 failure.append(exc)
                 self.stats.abandoned += len(group) - (self.stats.committed + self.stats.abandoned - settled)
 
-    def _commit_one(self, encoded: EncodedSample, failure: list[BaseException]) -> None:
-        if failure:
-            self.stats.abandoned += 1
-        elif self._commit(encoded):
+    def _commit_one(self, encoded: EncodedSample) -> None:
+        if self._commit(encoded):
             self.stats.committed += 1
         else:
             self.stats.abandoned += 1
 
-    def _commit_group(self, group: list[EncodedSample]) -> bool:
-        """Commit the group with one reservation and one insert (a sample that did not land is written again on
-        its own); False, with nothing done, when the write generation has fewer ids left or a sample needs
-        several inserts."""
-        store, cap = self.store, self.config.swap_cap
-        gen = self._write_gen
-        if gen is None or len(group) > cap or any(len(e.chunks) > 1 for e in group):
-            return False
-        asked = time.monotonic()
-        sids = store.retry("reserve", lambda: store.reserve_many(gen, cap, len(group)))
-        if sids is None:
-            return False
-        tokens = [uuid.uuid4().hex for _ in group]
-        items = [(sid, token, self.proc_id, _commit_meta(e), e.chunks) for sid, token, e in zip(sids, tokens, group)]
-        done = store.write_and_commit_many(gen, items)
-        for ok, sid, token, encoded in zip(done, sids, tokens, group):
-            if ok and self._in_real_generation(gen, token, asked):
-                self._log_commit(gen, sid, token)
-                self.stats.committed += 1
+    def _commit_group(self, group: list[EncodedSample]) -> None:
+        """Commit `group` in order: each run of one-chunk samples with one reservation and one ordered insert for as
+        many ids as the write generation has left, the rest likewise in the next one (a sample that did not land is
+        written again on its own); a sample of several chunks goes alone."""
+        store = self.store
+        while group:
+            if len(group[0].chunks) > 1:
+                self._commit_one(group.pop(0))
                 continue
-            if ok and not self.stop_event.is_set():  # landed in a collection nobody reads (`_landed`): rewrite
-                store.retry("drop chunks", lambda: store.drop_token_chunks(gen, token))
-            self._commit_one(encoded, [])
-        return True
+            run = 1
+            while run < len(group) and len(group[run].chunks) == 1:
+                run += 1
+            placed = self._reserve(run)
+            if placed is None:  # stopped while waiting for a swap
+                self.stats.abandoned += len(group)
+                return
+            gen, sids, asked = placed
+            part, group = group[:len(sids)], group[len(sids):]
+            tokens = [uuid.uuid4().hex for _ in part]
+            items = [(sid, token, self.proc_id, _commit_meta(e), e.chunks) for sid, token, e in zip(sids, tokens, part)]
+            done = store.write_and_commit_many(gen, items)
+            for ok, sid, token, encoded in zip(done, sids, tokens, part):
+                if ok and self._in_real_generation(gen, token, asked):
+                    self._log_commit(gen, sid, token)
+                    self.stats.committed += 1
+                    continue
+                if not self.stop_event.is_set():  # the id was reissued, or the commit landed where nobody reads
+                    self.stats.claims_lost += 1
+                    if ok:
+                        store.retry("drop chunks", lambda: store.drop_token_chunks(gen, token))
+                self._commit_one(encoded)
 
     # ------------------------------------------------------------------ one sample
     def _commit(self, encoded: EncodedSample) -> bool:
@@ -254,10 +260,10 @@ class Generator:
         store = self.store
         meta = _commit_meta(encoded)
         while not self.stop_event.is_set():
-            placed = self._reserve()
+            placed = self._reserve(1)
             if placed is None:
                 return False
-            gen, sid, reserved_at = placed
+            gen, (sid,), reserved_at = placed
             token = uuid.uuid4().hex
             last = [time.monotonic()]
 
@@ -300,11 +306,14 @@ class Generator:
         if self._commit_log is not None:
             self._commit_log.write(json.dumps({"gen": gen, "sid": sid, "token": token}) + "\n")
 
-    def _in_real_generation(self, gen: int, token: str, reserved_at: float) -> bool:
-        """Whether a commit (into generation `gen`, of an id reserved at monotonic time `reserved_at`) reached the
-        real generation. Committed well within the reservation timeout of reserving, the id was still ours, so it
-        did, with no round trip; otherwise `_landed` asks."""
-        if time.monotonic() - reserved_at < self.config.manager.reservation_timeout_s / 2:
+    def _in_real_generation(self, gen: int, token: str, reserved_at: Optional[float]) -> bool:
+        """Whether a commit (into generation `gen`, of an id reserved new at monotonic time `reserved_at`) reached
+        the real generation. A new id committed well within the reservation timeout of reserving was still ours, and
+        the generation could not have been swapped in without it, so it did, with no round trip. Otherwise (an id
+        handed back after its writer stalled, a late commit, or early swaps, which swap in without every id)
+        `_landed` asks."""
+        if (reserved_at is not None and self.config.reuse.when_readers_ahead != "early_swap"
+                and time.monotonic() - reserved_at < self.config.manager.reservation_timeout_s / 2):
             return True
         return self._landed(gen, token)
 
@@ -337,11 +346,14 @@ class Generator:
             _LOG.warning("generator %s: could not withdraw claim %d/%d; the manager will reissue it", self.name,
                          gen, sid)
 
-    def _reserve(self) -> Optional[tuple[int, int, float]]:
-        """An id in the write generation (or the next one under ``carry``), blocking while both are full."""
+    def _reserve(self, k: int) -> Optional[tuple[int, list[int], Optional[float]]]:
+        """Up to `k` ids in the write generation (or the next one under ``carry``), with the monotonic time new ids
+        were asked for (None for an id handed back after its writer stalled: that writer may still commit it);
+        blocks while both are full (checking the swap state only, until it changes); None once stopped."""
         store = self.store
         carry = self.config.generator.backpressure == "carry"
         waiting_logged = False
+        retry_at = 0.0
         while not self.stop_event.is_set():
             if self._write_gen is None:
                 state = store.retry("read swap state", store.swap_state)
@@ -353,14 +365,18 @@ class Generator:
                     continue
                 self._write_gen = int(state["write_gen"])
             gen = self._write_gen
-            for candidate in (gen, gen + 1) if carry else (gen,):
-                asked = time.monotonic()
-                sid = store.retry("reserve", lambda: store.reserve(candidate, self.config.swap_cap))
-                if sid is not None:
-                    return candidate, sid, asked
+            if time.monotonic() >= retry_at:
+                for candidate in (gen, gen + 1) if carry else (gen,):
+                    asked = time.monotonic()
+                    sids, fresh = store.retry("reserve", lambda: store.reserve(candidate, self.config.swap_cap, k))
+                    if sids:
+                        return candidate, sids, asked if fresh else None
+                # Full: wait for the swap, but ask again now and then for ids handed back after a writer died.
+                retry_at = time.monotonic() + max(1.0, self.config.generator.poll_s)
             state = store.retry("read swap state", store.swap_state)
             if state is not None and int(state["write_gen"]) != gen:
                 self._write_gen = int(state["write_gen"])
+                retry_at = 0.0
                 continue
             self._blocked_wait(self.config.generator.poll_s)
         return None

@@ -45,7 +45,7 @@ class _GenState:
     """What this manager knows about one write generation."""
 
     verified: dict[int, str] = dataclasses.field(default_factory=dict)  # id -> token
-    committed_seen: int = -1
+    records_read_at: float = -1e9  # monotonic time of the last look at the commit records
     missing_since: dict[int, float] = dataclasses.field(default_factory=dict)
     reissued: int = 0
     corrupt: int = 0
@@ -80,6 +80,7 @@ class SwapManager:
         self._opened: set[int] = set()
         self._holding = False
         self._renewed_at = -1e9
+        self._write_seen: Optional[int] = None
 
     def stop(self) -> None:
         """Ask `run` to return after the current step."""
@@ -161,9 +162,19 @@ class SwapManager:
 
     # ------------------------------------------------------------------ one loop iteration
     def step(self) -> None:
-        """One pass: recover an interrupted swap, open generations, verify, reissue, and swap when full."""
-        store = self.store
-        state = store.retry("read swap state", store.swap_state)
+        """One pass: recover an interrupted swap, open generations, verify, reissue, and swap when full.
+
+        An idle pass costs one query: the swap document, the write generations' counter documents and the read
+        generation's read counts come together (fetched by the write generation last seen); commit records are
+        read only when some reserved id is not verified yet (`_verify_new`)."""
+        store, reuse = self.store, self.config.reuse
+        carry = self.config.generator.backpressure == "carry"
+        seen = self._write_seen
+        ids = ["swap"]
+        if seen is not None:
+            ids += [f"gen.{m}" for m in (seen, seen + 1)] + [f"reads.{seen - 1}"]
+        docs = store.retry("read state", lambda: store.state_docs(ids, per=reuse.policy == "max_reads"))
+        state = docs.get("swap")
         if state is None:
             store.retry("init", store.init_namespace)
             state = store.swap_state()
@@ -174,16 +185,22 @@ class SwapManager:
                               recovered=True, early=bool(state.get("swap_early", False)))
             return
         write = int(state["write_gen"])
-        carry = self.config.generator.backpressure == "carry"
-        gens = (write, write + 1) if carry else (write,)
-        for n in gens:
+        if write != seen:
+            self._write_seen = write
+            docs = {}
+        # Under ``block`` the next generation is opened ahead too (generators do not use it before it is the write
+        # generation), so a swap does not have to.
+        for n in (write, write + 1):
             if n not in self._opened:
                 existed = store.retry("gen doc", lambda: store.gen_doc(n)) is not None
                 store.retry("open generation", lambda: store.open_generation(n, self.config.swap_cap))
                 self._opened.add(n)
                 self._gens.setdefault(n, _GenState()).whole_history = not existed
-            self._verify_new(n)
-            self._reissue_stale(n)
+                docs.pop(f"gen.{n}", None)
+        for n in (write, write + 1) if carry else (write,):
+            gen_doc = docs.get(f"gen.{n}") or store.retry("gen doc", lambda: store.gen_doc(n))
+            self._verify_new(n, gen_doc)
+            self._reissue_stale(n, gen_doc)
             gen = self._gens[n]
             if not gen.reads_doc:
                 cap = self.config.swap_cap
@@ -192,13 +209,14 @@ class SwapManager:
         for old in [g for g in self._gens if g < write]:
             del self._gens[old]
         full = len(self._gens[write].verified) >= self.config.swap_cap
-        decision = self._reuse_decision(state, write, full)
+        decision = self._reuse_decision(state, write, full, docs.get(f"reads.{write - 1}"))
         if decision == "swap":
             self._swap(write, early=False)
         elif decision == "early":
             self._swap(write, early=True)
 
-    def _reuse_decision(self, state: dict[str, Any], write: int, full: bool) -> Optional[str]:
+    def _reuse_decision(self, state: dict[str, Any], write: int, full: bool,
+                        reads: Optional[dict[str, Any]] = None) -> Optional[str]:
         """``"swap"``, ``"early"`` or None, from the fill and the reuse policy.
 
         Under ``target`` a full generation waits until the read generation had ``(1 - tolerance) * target`` reads
@@ -213,7 +231,8 @@ class SwapManager:
                          and len(self._gens[write].verified) >= reuse.early_swap_min)
         if reuse.policy == "max_reads" and (full or not early_allowed):
             return "swap" if full else None
-        doc = self.store.retry("reads doc", lambda: self.store.reads_doc(int(read), per=reuse.policy == "max_reads"))
+        doc = reads if reads is not None and reads["_id"] == f"reads.{read}" else self.store.retry(
+            "reads doc", lambda: self.store.reads_doc(int(read), per=reuse.policy == "max_reads"))
         if doc is None:
             return "swap" if full else None
         n, claimed = int(doc["n"]), int(doc["claimed"])
@@ -228,12 +247,23 @@ class SwapManager:
         return None
 
     # ------------------------------------------------------------------ verification
-    def _verify_new(self, n: int) -> None:
+    def _verify_new(self, n: int, gen_doc: Optional[dict[str, Any]] = None) -> None:
+        """Verify the commit records not verified yet.
+
+        Given the generation's counter document, the records are read only while a reserved id is not verified:
+        at every pass once every id is handed out (the swap waits on them), else every fourth, and at least once a
+        second (a writer that woke after its id was handed back may have committed it)."""
         store, gen = self.store, self._gens.setdefault(n, _GenState())
         coll = store.gen_name(n)
-        count = store.retry("count", lambda: store.count_committed(coll))
-        if count == gen.committed_seen:
-            return
+        now = time.monotonic()
+        if gen_doc is not None:
+            cap, since = self.config.swap_cap, now - gen.records_read_at
+            reserved = min(int(gen_doc["next"]), cap) - len(gen_doc.get("free", ()))
+            pending = len(gen.verified) < reserved
+            if not (since >= 1.0 or (pending and (int(gen_doc["next"]) >= cap
+                                                  or since >= 4 * self.config.manager.poll_s))):
+                return
+        gen.records_read_at = now
         # Ids are mostly committed in the order they were handed out: read from the lowest id not verified yet.
         lowest = next((sid for sid in range(self.config.swap_cap) if sid not in gen.verified), 0)
         records = store.retry("records", lambda: store.records(coll, {"s": "c", "_id": {"$gte": lowest}},
@@ -251,7 +281,6 @@ class SwapManager:
                 _LOG.error("manager %s: generation %d id %d is corrupt (%s); its id is handed back", self.name,
                            n, sid, exc)
                 store.retry("remove corrupt", lambda: store.remove_committed(n, sid, rec["t"]))
-        gen.committed_seen = count
 
     def _verify_sample(self, coll: str, rec: dict[str, Any], full: bool) -> None:
         metas = [field_meta_from_doc(f) for f in rec["f"]]
@@ -266,7 +295,7 @@ class SwapManager:
     def _committed_tokens(self, coll: str) -> list[str]:
         return [r["t"] for r in self.store.retry("records", lambda: self.store.records(coll, {"s": "c"}, {"t": 1}))]
 
-    def _reissue_stale(self, n: int) -> None:
+    def _reissue_stale(self, n: int, doc: Optional[dict[str, Any]]) -> None:
         """Hand back ids whose writer stopped: stale claims and ids reserved but never claimed."""
         gen = self._gens.setdefault(n, _GenState())
         timeout = self.config.manager.reservation_timeout_s
@@ -275,7 +304,6 @@ class SwapManager:
             return
         gen.last_reissue_check = now
         store = self.store
-        doc = store.retry("gen doc", lambda: store.gen_doc(n))
         if doc is None:
             return
         reserved = min(int(doc["next"]), int(doc["cap"]))
@@ -355,11 +383,12 @@ class SwapManager:
         self._checkpoint("open-next")
         carry = self.config.generator.backpressure == "carry"
         for m in (n + 1, n + 2) if carry else (n + 1,):
+            if m in self._opened:  # opened ahead by `step`
+                continue
             existed = store.retry("gen doc", lambda: store.gen_doc(m)) is not None
             store.retry("open generation", lambda: store.open_generation(m, cap))
-            if m not in self._opened:
-                self._opened.add(m)
-                self._gens.setdefault(m, _GenState()).whole_history = not existed
+            self._opened.add(m)
+            self._gens.setdefault(m, _GenState()).whole_history = not existed
         self._checkpoint("event")
         # Sealed and cleaned, the set cannot change any more: the records read before the rename are those the read
         # collection holds. A manager finishing another's swap after the rename reads them from there.

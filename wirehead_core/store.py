@@ -189,6 +189,12 @@ class Store:
         """The ``swap`` document, or None before any manager initialised the namespace."""
         return self.coll("state").find_one({"_id": "swap"})
 
+    def state_docs(self, ids: Sequence[str], per: bool = False) -> dict[str, dict[str, Any]]:
+        """Several ``state`` documents in one query, by id (read-count documents without their per-id maps unless
+        `per`)."""
+        projection = {"served_per": 0} if per else {"served_per": 0, "per": 0}
+        return {d["_id"]: d for d in self.coll("state").find({"_id": {"$in": list(ids)}}, projection)}
+
     def gen_doc(self, n: int) -> Optional[dict[str, Any]]:
         """The counter document of generation `n`."""
         return self.coll("state").find_one({"_id": f"gen.{n}"})
@@ -260,27 +266,21 @@ class Store:
         return self.coll("state").find_one({"_id": "lock"})
 
     # ------------------------------------------------------------------ generator side
-    def reserve(self, n: int, cap: int) -> Optional[int]:
-        """Reserve a sample id in open generation `n` (created with `cap`): the next one below the cap in one round
-        trip, else an id handed back after its writer died; None when the generation is full or sealed."""
+    def reserve(self, n: int, cap: int, k: int = 1) -> tuple[list[int], bool]:
+        """Reserve up to `k` sample ids in open generation `n` (created with `cap`) in one round trip: the next new
+        ids below the cap (``fresh`` True), else one id handed back after its writer stalled or died (False: that
+        writer may still commit it); no ids when the generation is full or sealed."""
         state = self.coll("state")
         doc = state.find_one_and_update({"_id": f"gen.{n}", "open": True, "next": {"$lt": cap}},
-                                        {"$inc": {"next": 1}}, projection={"next": 1},
-                                        return_document=ReturnDocument.AFTER)
+                                        [{"$set": {"next": {"$min": [cap, {"$add": ["$next", k]}]}}}],
+                                        projection={"next": 1}, return_document=ReturnDocument.BEFORE)
         if doc is not None:
-            return int(doc["next"]) - 1
+            first = int(doc["next"])
+            return list(range(first, min(cap, first + k))), True
         doc = state.find_one_and_update({"_id": f"gen.{n}", "open": True, "free.0": {"$exists": True}},
                                         {"$pop": {"free": -1}}, projection={"free": 1},
                                         return_document=ReturnDocument.BEFORE)
-        return None if doc is None else int(doc["free"][0])
-
-    def reserve_many(self, n: int, cap: int, k: int) -> Optional[list[int]]:
-        """Reserve `k` consecutive new ids in open generation `n` in one round trip; None when fewer than `k` are
-        left (the caller reserves one at a time then)."""
-        doc = self.coll("state").find_one_and_update({"_id": f"gen.{n}", "open": True, "next": {"$lte": cap - k}},
-                                                     {"$inc": {"next": k}}, projection={"next": 1},
-                                                     return_document=ReturnDocument.AFTER)
-        return None if doc is None else list(range(int(doc["next"]) - k, int(doc["next"])))
+        return ([], False) if doc is None else ([int(doc["free"][0])], False)
 
     def claim(self, n: int, sid: int, token: str, owner: str) -> bool:
         """Record that `token` is being written as id `sid` of generation `n`; False if another writer has it."""
