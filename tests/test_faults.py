@@ -257,3 +257,37 @@ def test_writers_stalled_between_reserving_and_claiming_never_lose_a_logged_comm
     assert max(per_id.values()) == 1, [k for k, v in per_id.items() if v > 1][:5]
     assert logged - swapped - open_tokens == set()
     assert sum(g.stats.claims_lost for g in gens) > 0, "the stall never cost a writer its id: the test is too weak"
+
+
+@pytest.mark.parametrize("mode, damage", [("full", "flip a byte"), ("structure", "drop a chunk"),
+                                          ("records", "misstate the size")])
+def test_each_verify_mode_removes_a_damaged_commit_before_it_can_be_swapped_in(make_config, mode, damage):
+    import bson
+
+    config, _ = make_config(swap_cap=3, manager__verify=mode)
+    manager = SwapManager(config)
+    manager.step()  # opens generation 0
+    assert Generator(config, seeded(config, seed=1, count=2)).run().committed == 2
+    store = Store(config)
+    coll = store.coll("gen.0")
+    rec = coll.find_one({"_id": 1, "s": "c"})
+    if damage == "flip a byte":
+        chunk = coll.find_one({"t": rec["t"], "c": 0})
+        data = bytearray(chunk["d"])
+        data[100] ^= 0xFF
+        coll.update_one({"_id": chunk["_id"]}, {"$set": {"d": bson.Binary(bytes(data))}})
+    elif damage == "drop a chunk":
+        coll.delete_one({"t": rec["t"], "s": {"$exists": False}})
+    else:
+        coll.update_one({"_id": 1}, {"$set": {"b": rec["b"] + 1}})
+    gen = manager._gens[0]
+    wait_until(lambda: manager.step() or len(gen.verified) + gen.corrupt >= 2, 30, "both commits checked")
+    assert sorted(gen.verified) == [0] and gen.corrupt == 1, f"{mode} let the damage ({damage}) through"
+    assert coll.count_documents({"t": rec["t"]}) == 0, "the damaged sample's record or chunks stayed"
+    # Its id is handed back: the generation still fills to its cap and swaps in, and every sample read is intact.
+    assert Generator(config, seeded(config, seed=100, count=2)).run().committed == 2
+    wait_until(lambda: manager.step() or manager.swaps_done == 1, 30, "the swap")
+    reader = Reader(config)
+    seeds = {sample_seed(reader.dataset[i]) for i in range(3)}
+    reader.dataset.close()
+    assert 2 not in seeds and len(seeds) == 3  # seed 2 was the damaged sample (id 1)

@@ -145,8 +145,12 @@ class ManagerConfig:
         poll_s (float): the manager's loop period.
         reservation_timeout_s (float): a sample id reserved but not committed for this long is given to another
             generator (its writer is presumed dead or stopped); writers of large samples renew their claim.
-        verify ("full" | "structure"): ``full`` checks every committed sample's checksums before it can be swapped
-            in (incrementally, while the generation fills); ``structure`` checks chunk counts and sizes only.
+        verify ("full" | "structure" | "records"): what the manager checks of every committed sample before it can
+            be swapped in (incrementally, while the generation fills). ``full``: its chunks' checksums (reads every
+            byte once more); ``structure``: its chunks' count and sizes (a server may still read each chunk to
+            answer: SecantusDB does); ``records``: its commit record only (field layout, sizes, chunk count), the
+            chunks being trusted to the write order (a record is inserted only after all its chunks) and to the
+            readers, which check count and checksums on every read.
         promote ("pointer" | "rename"): how a full generation becomes the read generation. ``pointer`` publishes
             its collection's name in the swap state (O(1) on every server); ``rename`` renames it over ``read``
             (O(1) on mongod; SecantusDB copies the data).
@@ -155,7 +159,7 @@ class ManagerConfig:
     lease_s: float = 10.0
     poll_s: float = 0.05
     reservation_timeout_s: float = 30.0
-    verify: Literal["full", "structure"] = "full"
+    verify: Literal["full", "structure", "records"] = "full"
     promote: Literal["pointer", "rename"] = "pointer"
 
     def validate(self, key: str) -> None:

@@ -243,7 +243,8 @@ class WireheadDataset(Dataset):
             self._table = None
             if time.monotonic() >= deadline:
                 raise TimeoutError(f"read of sample {index} kept racing swaps for "
-                                   f"{self.config.dataset.read_timeout_s:.0f} s")
+                                   f"{self.config.dataset.read_timeout_s:.0f} s (its last read found {len(chunks)} "
+                                   f"of {entry.nchunks} chunks)")
 
     def __getitems__(self, indices: Sequence[int]) -> list[Any]:
         """Samples for `indices` with one query for all their chunks (a DataLoader with a batch size calls this);

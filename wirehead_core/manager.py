@@ -1,8 +1,9 @@
 """The swap manager: verifies the write generation as it fills and swaps it in, in O(1).
 
 One manager at a time holds a leased lock in the ``state`` collection (which no swap touches); another manager
-takes over once the lease expires. While a generation fills the manager verifies each new commit record (chunks
-present, sizes and, with ``verify: full``, checksums) and hands back ids whose writer died. A swap is a sequence of
+takes over once the lease expires. While a generation fills the manager verifies each new commit record (its
+chunks' checksums, or their count and sizes, or the record alone: ``manager.verify``) and hands back ids whose writer
+died. A swap is a sequence of
 idempotent steps, with the phase recorded in the ``swap`` state document before the first destructive one, so a
 manager killed at any step is finished by the next without losing a committed sample:
 
@@ -267,14 +268,14 @@ class SwapManager:
         # Ids are mostly committed in the order they were handed out: read from the lowest id not verified yet.
         lowest = next((sid for sid in range(self.config.swap_cap) if sid not in gen.verified), 0)
         records = store.retry("records", lambda: store.records(coll, {"s": "c", "_id": {"$gte": lowest}},
-                                                               {"t": 1, "f": 1, "k": 1}))
-        full = self.config.manager.verify == "full"
+                                                               {"t": 1, "f": 1, "k": 1, "b": 1}))
+        mode = self.config.manager.verify
         for rec in records:
             sid = int(rec["_id"])
             if sid in gen.verified:
                 continue
             try:
-                self._verify_sample(coll, rec, full)
+                self._verify_sample(coll, rec, mode)
                 gen.verified[sid] = rec["t"]
             except CorruptSampleError as exc:
                 gen.corrupt += 1
@@ -282,8 +283,18 @@ class SwapManager:
                            n, sid, exc)
                 store.retry("remove corrupt", lambda: store.remove_committed(n, sid, rec["t"]))
 
-    def _verify_sample(self, coll: str, rec: dict[str, Any], full: bool) -> None:
-        metas = [field_meta_from_doc(f) for f in rec["f"]]
+    def _verify_sample(self, coll: str, rec: dict[str, Any], mode: str) -> None:
+        try:
+            metas = [field_meta_from_doc(f) for f in rec["f"]]
+            nbytes, nchunks = int(rec["b"]), int(rec["k"])
+        except (KeyError, TypeError, ValueError) as exc:
+            raise CorruptSampleError(f"commit record unreadable ({type(exc).__name__}: {exc})") from exc
+        if nbytes != sum(m.nbytes for m in metas) or not 1 <= nchunks <= max(1, nbytes):
+            raise CorruptSampleError(f"commit record says {nbytes} bytes in {nchunks} chunks, its fields "
+                                     f"{sum(m.nbytes for m in metas)} bytes")
+        if mode == "records":
+            return
+        full = mode == "full"
         docs = self.store.retry("chunks", lambda: self.store.chunk_docs(coll, rec["t"], with_data=full))
         if len(docs) != rec["k"] or [d["c"] for d in docs] != list(range(rec["k"])):
             raise CorruptSampleError(f"{len(docs)} chunks stored, {rec['k']} committed")
@@ -355,7 +366,11 @@ class SwapManager:
         gen = self._gens.setdefault(n, _GenState())
         removed = 0
         committed: Optional[list[dict[str, Any]]] = None  # the final commit records, once strays are gone
-        if store.retry("exists", lambda: store.collection_exists(coll)):
+        # This manager opened the generation and is not finishing another's swap: the collection exists, with the
+        # indexes it was created with (a recovery checks both: a rename may have happened, a writer may have
+        # recreated a dropped collection).
+        ours = gen.whole_history and not recovered
+        if ours or store.retry("exists", lambda: store.collection_exists(coll)):
             self._checkpoint("strays")
             clean = gen.whole_history and not (gen.reissued or gen.corrupt or early or recovered)
             if clean:  # no id changed hands: only withdrawn claims can be left (none, for a full generation)
@@ -368,7 +383,8 @@ class SwapManager:
                 self._verify_new(n)
                 removed += store.retry("strays", lambda: store.remove_strays(n, self._committed_tokens(coll)))
             self._checkpoint("indexes")
-            store.retry("indexes", lambda: store.ensure_indexes(coll))
+            if not ours:
+                store.retry("indexes", lambda: store.ensure_indexes(coll))
             self._checkpoint("reads-doc")
             if clean and gen.reads_doc and len(gen.verified) == cap:
                 # Every id 0..cap-1 verified and none changed hands: the set is known, its reads document written.

@@ -59,7 +59,8 @@ def _chunk_batches(token: str, chunks: Sequence[bytes]) -> list[list[dict[str, A
         if size >= _BATCH_BYTES:
             batches.append([])
             size = 0
-        batches[-1].append({"_id": bson.ObjectId(), "t": token, "c": i, "n": len(c), "d": bson.Binary(c)})
+        # bytes are stored as BSON binary (subtype 0) as they are: wrapping them in bson.Binary would copy them.
+        batches[-1].append({"_id": bson.ObjectId(), "t": token, "c": i, "n": len(c), "d": bytes(c)})
         size += len(c)
     return batches
 
@@ -271,12 +272,16 @@ class Store:
         ids below the cap (``fresh`` True), else one id handed back after its writer stalled or died (False: that
         writer may still commit it); no ids when the generation is full or sealed."""
         state = self.coll("state")
+        # A plain $inc: the counter may pass the cap (readers of it take min(next, cap)). An update pipeline
+        # ($min of next + k and cap) would say exactly what was taken, but SecantusDB does not apply those
+        # atomically: concurrent callers got the same ids and others went missing
+        # (`test_concurrent_reservations_hand_out_every_id_exactly_once`).
         doc = state.find_one_and_update({"_id": f"gen.{n}", "open": True, "next": {"$lt": cap}},
-                                        [{"$set": {"next": {"$min": [cap, {"$add": ["$next", k]}]}}}],
-                                        projection={"next": 1}, return_document=ReturnDocument.BEFORE)
+                                        {"$inc": {"next": k}}, projection={"next": 1},
+                                        return_document=ReturnDocument.AFTER)
         if doc is not None:
-            first = int(doc["next"])
-            return list(range(first, min(cap, first + k))), True
+            after = int(doc["next"])
+            return list(range(after - k, min(cap, after))), True
         doc = state.find_one_and_update({"_id": f"gen.{n}", "open": True, "free.0": {"$exists": True}},
                                         {"$pop": {"free": -1}}, projection={"free": 1},
                                         return_document=ReturnDocument.BEFORE)
@@ -605,7 +610,8 @@ class Store:
     # ------------------------------------------------------------------ benchmark baseline
     def raw_roundtrip(self, payload: bytes, count: int, chunk_bytes: int) -> dict[str, float]:
         """The driver's own speed on this server: insert `count` copies of `payload` cut into `chunk_bytes`
-        documents, then read each back by an indexed key, as wirehead does; returns ``insert_s`` and ``read_s``."""
+        documents, then read each back by an indexed key, as wirehead does, then drop them; returns ``insert_s``,
+        ``read_s`` and ``drop_s``."""
         coll = self.coll("raw")
         coll.drop()
         coll.create_index([("k", pymongo.ASCENDING)])
@@ -620,9 +626,10 @@ class Store:
             total += sum(len(d["d"]) for d in docs)
         read = time.perf_counter()
         coll.drop()
+        dropped = time.perf_counter()
         if total != count * len(payload):
             raise StoreError(f"raw read-back returned {total} bytes, expected {count * len(payload)}")
-        return {"insert_s": inserted - started, "read_s": read - inserted}
+        return {"insert_s": inserted - started, "read_s": read - inserted, "drop_s": dropped - read}
 
     # ------------------------------------------------------------------ status
     def snapshot(self) -> dict[str, Any]:
