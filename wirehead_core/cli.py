@@ -151,8 +151,15 @@ def _add_config_args(p: argparse.ArgumentParser) -> None:
                    help="override a config key (dotted, e.g. mongo.uri=...); repeatable")
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """The argument parser of the ``wirehead`` command."""
+#: Subcommands defined by modules that import torch or other heavy packages, by the module that adds them: a
+#: ``generate`` or ``manager`` process does not pay for those imports (about 2 s of CPU and 200 MB each).
+_HEAVY = {"train": "wirehead_core.train", "trace": "wirehead_core.tracer", "bench": "wirehead_core.bench",
+          "chaos": "wirehead_core.chaos"}
+_LIGHT = ("server", "generate", "manager", "status", "demo")
+
+
+def build_parser(command: Optional[str] = None) -> argparse.ArgumentParser:
+    """The argument parser of the ``wirehead`` command (given the subcommand, without the modules of the others)."""
     parser = argparse.ArgumentParser(prog="wirehead", description=__doc__)
     parser.add_argument("-v", "--verbose", action="count", default=0, help="more logging (-vv for debug)")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -195,7 +202,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", default=None, help="also write the summary as JSON to this file")
     p.set_defaults(func=_cmd_demo)
 
-    for module_name in ("wirehead_core.train", "wirehead_core.tracer", "wirehead_core.bench", "wirehead_core.chaos"):
+    wanted = [] if command in _LIGHT else [_HEAVY[command]] if command in _HEAVY else list(_HEAVY.values())
+    for module_name in wanted:
         try:
             module = importlib.import_module(module_name)
         except ImportError as exc:
@@ -214,7 +222,8 @@ def _terminate(signum: int, frame: Any) -> None:
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     """Entry point; returns the exit status (2 for a wirehead error, with one clear message)."""
-    parser = build_parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser(next((a for a in argv if not a.startswith("-")), None))
     args = parser.parse_args(argv)
     # SIGTERM unwinds like Ctrl-C, so commands that own processes (demo, chaos, bench) stop them on the way out;
     # generate and manager install their own clean-stop handlers.

@@ -97,6 +97,7 @@ class Generator:
         self.store = Store(config, stop_event=self.stop_event)
         self.stats = GeneratorStats()
         self._write_gen: Optional[int] = None
+        self._reserve_at = 0.0  # monotonic time before which the write generation is known to be full
         self._started = 0.0
         self._beat_stop = threading.Event()
         self._commit_log = open(commit_log, "a", buffering=1) if commit_log else None
@@ -353,7 +354,6 @@ class Generator:
         store = self.store
         carry = self.config.generator.backpressure == "carry"
         waiting_logged = False
-        retry_at = 0.0
         while not self.stop_event.is_set():
             if self._write_gen is None:
                 state = store.retry("read swap state", store.swap_state)
@@ -365,18 +365,22 @@ class Generator:
                     continue
                 self._write_gen = int(state["write_gen"])
             gen = self._write_gen
-            if time.monotonic() >= retry_at:
+            # Full (a reservation found no id, or took the last new one under ``block``): wait for the swap, but
+            # ask again now and then for ids handed back after a writer died.
+            retry_later = time.monotonic() + max(1.0, self.config.generator.poll_s)
+            if time.monotonic() >= self._reserve_at:
                 for candidate in (gen, gen + 1) if carry else (gen,):
                     asked = time.monotonic()
                     sids, fresh = store.retry("reserve", lambda: store.reserve(candidate, self.config.swap_cap, k))
                     if sids:
+                        if fresh and sids[-1] == self.config.swap_cap - 1 and not carry:
+                            self._reserve_at = retry_later
                         return candidate, sids, asked if fresh else None
-                # Full: wait for the swap, but ask again now and then for ids handed back after a writer died.
-                retry_at = time.monotonic() + max(1.0, self.config.generator.poll_s)
+                self._reserve_at = retry_later
             state = store.retry("read swap state", store.swap_state)
             if state is not None and int(state["write_gen"]) != gen:
                 self._write_gen = int(state["write_gen"])
-                retry_at = 0.0
+                self._reserve_at = 0.0
                 continue
             self._blocked_wait(self.config.generator.poll_s)
         return None
