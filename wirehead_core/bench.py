@@ -139,14 +139,14 @@ def _dataplane(b: _Bench) -> list[dict[str, Any]]:
                                     generator__poll_s=0.01,
                                     fields=[{"name": "image", "dtype": "uint8", "shape": [nbytes]}],
                                     reuse={"policy": "target", "target": 1.0, "tolerance": 0.0, "claim_batch": 4})
-            # The generator and the manager run as their own processes, as in production. The clock runs from
-            # the first batch read of generation 0 to the last read of generation K-1: K-1 generations were written
-            # and K read in that window, so process start-up and the first fill are not counted.
+            # The generator and the manager run as their own processes, as in production, until the reader is done.
+            # The clock runs from the first batch read to the read of K generations' worth of samples; K-1
+            # generations' bytes count (those written in the window), so start-up and the first fill are not
+            # counted. (A swap may come while the reader still holds claimed rights on the former generation; those
+            # reads are lost with it, and the reader reads their worth from a later generation.)
             gens = 8
-            procs = [spawn(wirehead_command("manager", "--config", str(path), "--max-swaps", str(gens)),
-                           b.workdir / "logs" / "dataplane-m.log"),
-                     spawn(wirehead_command("generate", "--config", str(path), "--source", "wirehead_core.sources:repeat",
-                                            "--arg", f"count={config.swap_cap * gens}"),
+            procs = [spawn(wirehead_command("manager", "--config", str(path)), b.workdir / "logs" / "dataplane-m.log"),
+                     spawn(wirehead_command("generate", "--config", str(path), "--source", "wirehead_core.sources:repeat"),
                            b.workdir / "logs" / "dataplane-g.log")]
             # Read in batches, one query each, as a DataLoader with a batch size does (`__getitems__`).
             ds = WireheadDataset(config, wait_timeout_s=600)
