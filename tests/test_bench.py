@@ -13,12 +13,14 @@ def test_quick_bench_writes_csvs_and_a_summary_with_targets(tmp_path):
     result = subprocess.run(wirehead_command("bench", "--quick", "--out", str(out)), capture_output=True, text=True,
                             timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]
-    for section in ("dataplane", "scaling", "swap", "memory"):
+    for section in ("dataplane", "server", "scaling", "swap", "memory"):
         rows = list(csv.DictReader((out / f"{section}.csv").open()))
         assert rows, section
     dataplane = list(csv.DictReader((out / "dataplane.csv").open()))
     assert all(float(r["raw_insert_read_mb_s"]) > 0 and float(r["wirehead_mb_s"]) > 0 for r in dataplane)
     scaling = list(csv.DictReader((out / "scaling.csv").open()))
     assert [int(r["generators"]) for r in scaling] == [1, 2, 4] and all(r["emulated"] == "True" for r in scaling)
+    state = list(csv.DictReader((out / "server.csv").open()))
+    assert {float(r["checkpoint_s"]) for r in state} == {60.0, 5.0}
     summary = (out / "summary.md").read_text()
     assert "## Targets" in summary and "emulated" in summary

@@ -17,12 +17,14 @@ Results: CSV per section and ``summary.md`` under the output folder.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import csv
 import dataclasses
 import itertools
 import json
 import logging
 import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -30,7 +32,7 @@ import tempfile
 import threading
 import time
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Iterator, Optional
 
 import numpy as np
 import psutil
@@ -38,7 +40,7 @@ import yaml
 
 from wirehead_core.config import Config, apply_overrides, config_from_dict
 from wirehead_core.launch import spawn, terminate, wirehead_command
-from wirehead_core.server import LocalServer
+from wirehead_core.server import DEFAULT_CHECKPOINT_S, LocalServer, find_server_binary
 from wirehead_core.store import Store
 
 __all__ = ["BenchOptions", "run_bench", "add_cli"]
@@ -54,7 +56,7 @@ class BenchOptions:
     out: Path = Path("results/bench")
     quick: bool = False
     workdir: Optional[str] = None
-    sections: tuple[str, ...] = ("dataplane", "scaling", "swap", "original", "memory")
+    sections: tuple[str, ...] = ("dataplane", "server", "scaling", "swap", "original", "memory")
 
     @property
     def dataplane_sizes_mb(self) -> list[float]:
@@ -65,8 +67,16 @@ class BenchOptions:
         return 32 if self.quick else 256
 
     @property
+    def dataplane_repeats(self) -> int:
+        return 1 if self.quick else 2
+
+    @property
+    def server_state_runs(self) -> int:
+        return 3 if self.quick else 10
+
+    @property
     def scaling_counts(self) -> list[int]:
-        return [1, 2, 4] if self.quick else [1, 2, 4, 8, 16, 32, 64]
+        return [1, 2, 4] if self.quick else [1, 2, 4, 8, 16, 32, 48, 64]
 
     @property
     def scaling_cost_s(self) -> float:
@@ -100,6 +110,17 @@ class _Bench:
         path.write_text(yaml.safe_dump(data))
         return config_from_dict(data), path
 
+    @contextlib.contextmanager
+    def own_server(self, name: str, **kwargs: Any) -> Iterator[LocalServer]:
+        """A fresh server of its own for one measurement, stopped (and its files removed) afterwards."""
+        server = LocalServer(self.workdir / name, **kwargs)
+        server.start()
+        try:
+            yield server
+        finally:
+            server.stop()
+            shutil.rmtree(self.workdir / name, ignore_errors=True)
+
     def drop(self, config: Config) -> None:
         store = Store(config)
         try:
@@ -109,8 +130,8 @@ class _Bench:
 
 
 # ---------------------------------------------------------------------- 1. data plane
-def _raw_roundtrip(b: _Bench, payload: np.ndarray, count: int) -> dict[str, float]:
-    config, _ = b.config(swap_cap=max(2, count // 8))
+def _raw_roundtrip(b: _Bench, server: LocalServer, payload: np.ndarray, count: int) -> dict[str, float]:
+    config, _ = b.config(swap_cap=max(2, count // 8), mongo__uri=server.uri)
     store = Store(config)
     try:
         return store.raw_roundtrip(payload.tobytes(), count, config.chunk_bytes)
@@ -119,64 +140,100 @@ def _raw_roundtrip(b: _Bench, payload: np.ndarray, count: int) -> dict[str, floa
         b.drop(config)
 
 
-def _dataplane(b: _Bench) -> list[dict[str, Any]]:
+def _end_to_end(b: _Bench, server: LocalServer, nbytes: int, count: int, verify: str) -> float:
+    """MB/s of one wirehead run: generator and manager processes, this process reading through the dataset."""
     from wirehead_core.dataset import WireheadDataset
 
+    # reuse target 1 with no tolerance: each sample is read exactly once and no generation is swapped out before it
+    # was read, so the clock measures moving every byte in and out once, as the raw baseline does.
+    config, path = b.config(swap_cap=max(2, count // 8), manager__verify=verify, manager__poll_s=0.01,
+                            generator__poll_s=0.01, mongo__uri=server.uri,
+                            fields=[{"name": "image", "dtype": "uint8", "shape": [nbytes]}],
+                            reuse={"policy": "target", "target": 1.0, "tolerance": 0.0, "claim_batch": 4})
+    # The generator and the manager run as their own processes, as in production, until the reader is done. The
+    # clock runs from the first batch read to the read of K generations' worth of samples; K-1 generations' bytes
+    # count (those written in the window), so start-up and the first fill are not counted. (A swap may come while the
+    # reader still holds claimed rights on the former generation; those reads are lost with it, and the reader reads
+    # their worth from a later generation.)
+    gens = 8
+    procs = [spawn(wirehead_command("manager", "--config", str(path)), b.workdir / "logs" / "dataplane-m.log"),
+             spawn(wirehead_command("generate", "--config", str(path), "--source", "wirehead_core.sources:repeat"),
+                   b.workdir / "logs" / "dataplane-g.log")]
+    # Read in batches, one query each, as a DataLoader with a batch size does (`__getitems__`).
+    ds = WireheadDataset(config, wait_timeout_s=600)
+    started = None
+    total, batch = config.swap_cap * gens, min(8, config.swap_cap)
+    try:
+        for i in range(0, total, batch):
+            for (arr,) in ds.__getitems__(range(i, min(i + batch, total))):
+                if arr.numel() != nbytes:
+                    raise RuntimeError("data plane: a sample came back with the wrong size")
+            started = started or time.perf_counter()
+        elapsed = time.perf_counter() - (started or 0.0)
+    finally:
+        terminate(procs)
+        ds.close()
+        b.drop(config)
+    return config.swap_cap * (gens - 1) * nbytes / _MB / elapsed
+
+
+def _dataplane(b: _Bench) -> list[dict[str, Any]]:
     rows = []
+    modes = ("full", "structure", "records")
     for size_mb in b.opts.dataplane_sizes_mb:
         nbytes = int(size_mb * _MB)
         count = max(16, int(b.opts.dataplane_total_mb // size_mb))
         payload = np.random.default_rng(0).integers(0, 256, size=nbytes, dtype=np.uint8)
         total_mb = count * nbytes / _MB
-        # The raw driver's speed on this server moves by up to a third between runs a minute apart: it is measured
-        # before and after the wirehead runs of this size, and the faster of the two is the baseline.
-        raw = _raw_roundtrip(b, payload, count)
-        rows_before = len(rows)
-        for verify in ("full", "structure", "records"):
-            # reuse target 1 with no tolerance: each sample is read exactly once and no generation is swapped out
-            # before it was read, so the clock measures moving every byte in and out once, as the raw baseline does.
-            config, path = b.config(swap_cap=max(2, count // 8), manager__verify=verify, manager__poll_s=0.01,
-                                    generator__poll_s=0.01,
-                                    fields=[{"name": "image", "dtype": "uint8", "shape": [nbytes]}],
-                                    reuse={"policy": "target", "target": 1.0, "tolerance": 0.0, "claim_batch": 4})
-            # The generator and the manager run as their own processes, as in production, until the reader is done.
-            # The clock runs from the first batch read to the read of K generations' worth of samples; K-1
-            # generations' bytes count (those written in the window), so start-up and the first fill are not
-            # counted. (A swap may come while the reader still holds claimed rights on the former generation; those
-            # reads are lost with it, and the reader reads their worth from a later generation.)
-            gens = 8
-            procs = [spawn(wirehead_command("manager", "--config", str(path)), b.workdir / "logs" / "dataplane-m.log"),
-                     spawn(wirehead_command("generate", "--config", str(path), "--source", "wirehead_core.sources:repeat"),
-                           b.workdir / "logs" / "dataplane-g.log")]
-            # Read in batches, one query each, as a DataLoader with a batch size does (`__getitems__`).
-            ds = WireheadDataset(config, wait_timeout_s=600)
-            started = None
-            total, batch = config.swap_cap * gens, min(8, config.swap_cap)
-            for i in range(0, total, batch):
-                for (arr,) in ds.__getitems__(range(i, min(i + batch, total))):
-                    if arr.numel() != nbytes:
-                        raise RuntimeError("data plane: a sample came back with the wrong size")
-                started = started or time.perf_counter()
-            elapsed = time.perf_counter() - started
-            terminate(procs)
-            ds.close()
-            b.drop(config)
-            moved_mb = config.swap_cap * (gens - 1) * nbytes / _MB
-            rows.append({"sample_mb": size_mb, "samples": count, "verify": verify,
-                         "wirehead_mb_s": round(moved_mb / elapsed, 1)})
-        raw = min((raw, _raw_roundtrip(b, payload, count)), key=lambda r: r["insert_s"] + r["read_s"])
+        # Each size gets a server of its own, and the raw loop and the wirehead runs take turns on it, each measured
+        # `dataplane_repeats` times: the best of each counts. (A server's speed moves by a third between runs a
+        # minute apart, and it slows as it ages: see the server-state section.)
+        raws: list[dict[str, float]] = []
+        runs: dict[str, list[float]] = {m: [] for m in modes}
+        with b.own_server(f"dataplane-{size_mb:g}mb") as server:
+            for _ in range(b.opts.dataplane_repeats):
+                raws.append(_raw_roundtrip(b, server, payload, count))
+                for verify in modes:
+                    runs[verify].append(_end_to_end(b, server, nbytes, count, verify))
+        raw = min(raws, key=lambda r: r["insert_s"] + r["read_s"])
         raw_mbps = total_mb / (raw["insert_s"] + raw["read_s"])
         # Wirehead also frees every byte it moved (a generation is dropped once the next one is read); the raw
         # loop's drop, timed after its clock stopped, shows what freeing the same bytes costs on this server.
         with_drop = total_mb / (raw["insert_s"] + raw["read_s"] + raw["drop_s"])
-        for row in rows[rows_before:]:
-            row.update({"raw_insert_read_mb_s": round(raw_mbps, 1),
-                        "raw_insert_mb_s": round(total_mb / raw["insert_s"], 1),
-                        "raw_read_mb_s": round(total_mb / raw["read_s"], 1),
-                        "raw_with_drop_mb_s": round(with_drop, 1),
-                        "ratio": round(row["wirehead_mb_s"] / raw_mbps, 3),
-                        "ratio_to_raw_with_drop": round(row["wirehead_mb_s"] / with_drop, 3)})
-            _LOG.info("data plane %s", row)
+        for verify in modes:
+            best = max(runs[verify])
+            rows.append({"sample_mb": size_mb, "samples": count, "verify": verify, "wirehead_mb_s": round(best, 1),
+                         "wirehead_runs_mb_s": " / ".join(f"{v:.0f}" for v in runs[verify]),
+                         "raw_insert_read_mb_s": round(raw_mbps, 1),
+                         "raw_runs_mb_s": " / ".join(f"{total_mb / (r['insert_s'] + r['read_s']):.0f}" for r in raws),
+                         "raw_insert_mb_s": round(total_mb / raw["insert_s"], 1),
+                         "raw_read_mb_s": round(total_mb / raw["read_s"], 1),
+                         "raw_with_drop_mb_s": round(with_drop, 1),
+                         "ratio": round(best / raw_mbps, 3), "ratio_to_raw_with_drop": round(best / with_drop, 3)})
+            _LOG.info("data plane %s", rows[-1])
+    return rows
+
+
+def _server_state(b: _Bench) -> list[dict[str, Any]]:
+    """The raw loop again and again on one server with SecantusDB's own checkpoint period (60 s) and with the one
+    `LocalServer` sets: how the server's speed moves as dropped generations and journal files pile up."""
+    rows = []
+    if find_server_binary()[0] != "secantus":
+        return rows
+    payload = np.random.default_rng(0).integers(0, 256, size=_MB, dtype=np.uint8)
+    count = 32 if b.opts.quick else 128
+    for checkpoint_s in (60.0, DEFAULT_CHECKPOINT_S):
+        saved = os.environ.pop("SECANTUS_CHECKPOINT_SECONDS", None)
+        try:
+            with b.own_server(f"state-{checkpoint_s:g}s", checkpoint_s=checkpoint_s) as server:
+                for run in range(b.opts.server_state_runs):
+                    raw = _raw_roundtrip(b, server, payload, count)
+                    rows.append({"checkpoint_s": checkpoint_s, "run": run + 1,
+                                 "written_mb": count * (run + 1),
+                                 "raw_insert_read_mb_s": round(count / (raw["insert_s"] + raw["read_s"]), 1)})
+        finally:
+            if saved is not None:
+                os.environ["SECANTUS_CHECKPOINT_SECONDS"] = saved
     return rows
 
 
@@ -366,21 +423,25 @@ def _memory(b: _Bench) -> list[dict[str, Any]]:
     from wirehead_core.sources import seeded
 
     rows = []
-    server_proc = psutil.Process(b.server.info.pid)
     sample_bytes = 1 * _MB
     for cap in ([20] if b.opts.quick else [50, 200]):
-        before = server_proc.memory_info().rss
-        config, _ = b.config(swap_cap=cap, fields=[{"name": "image", "dtype": "uint8", "shape": [sample_bytes]}])
-        manager = SwapManager(config)
-        mt = threading.Thread(target=manager.run, kwargs={"max_swaps": 1, "duration_s": 600})
-        mt.start()
-        gen = Generator(config, seeded(config, seed=1, count=2 * cap))
-        gen.run()
-        mt.join()
-        after = server_proc.memory_info().rss
+        # A fresh server for each cap: on a used one, pages freed by earlier sections are reused and the growth
+        # can come out negative.
+        with b.own_server(f"memory-{cap}") as server:
+            server_proc = psutil.Process(server.info.pid)
+            before = server_proc.memory_info().rss
+            config, _ = b.config(swap_cap=cap, mongo__uri=server.uri,
+                                 fields=[{"name": "image", "dtype": "uint8", "shape": [sample_bytes]}])
+            manager = SwapManager(config)
+            mt = threading.Thread(target=manager.run, kwargs={"max_swaps": 1, "duration_s": 600})
+            mt.start()
+            gen = Generator(config, seeded(config, seed=1, count=2 * cap))
+            gen.run()
+            mt.join()
+            after = server_proc.memory_info().rss
         formula = 2 * cap * sample_bytes
-        b.drop(config)
         rows.append({"swap_cap": cap, "sample_mb": 1, "formula_mb": round(formula / _MB, 1),
+                     "server_rss_before_mb": round(before / _MB, 1),
                      "server_rss_growth_mb": round((after - before) / _MB, 1),
                      "server_rss_mb": round(after / _MB, 1), "ratio_to_formula": round((after - before) / formula, 2)})
         _LOG.info("memory %s", rows[-1])
@@ -388,8 +449,8 @@ def _memory(b: _Bench) -> list[dict[str, Any]]:
 
 
 # ---------------------------------------------------------------------- driver
-_SECTIONS = {"dataplane": _dataplane, "scaling": _scaling, "swap": _swap_cost, "original": _original,
-             "memory": _memory}
+_SECTIONS = {"dataplane": _dataplane, "server": _server_state, "scaling": _scaling, "swap": _swap_cost,
+             "original": _original, "memory": _memory}
 
 
 def run_bench(opts: BenchOptions) -> dict[str, list[dict[str, Any]]]:
@@ -439,6 +500,7 @@ def format_summary(results: dict[str, list[dict[str, Any]]], opts: BenchOptions)
              f"{psutil.virtual_memory().total / 2**30:.0f} GiB; server: the one `wirehead server` starts here. "
              "Rows marked emulated use a sleep per sample standing in for generation cost.", ""]
     titles = {"dataplane": "Data plane: raw driver insert+read vs wirehead end to end (same bytes)",
+              "server": "Server state: the raw loop run after run on one server, by checkpoint period",
               "scaling": "Scaling with emulated generators (committed samples/s)",
               "swap": "Swap cost and read latency around swaps",
               "original": "Side by side with the original wirehead 0.9.3 (same server, generators, cap)",
@@ -455,6 +517,15 @@ def _targets(r: dict[str, list[dict[str, Any]]]) -> list[str]:
         for row in r["dataplane"]:
             out.append(f"- end to end ≥ 90 % of raw ({row['sample_mb']} MB, verify {row['verify']}): "
                        f"{row['ratio'] * 100:.0f} % — {'met' if row['ratio'] >= 0.9 else 'NOT met'}")
+    by_period: dict[float, list[float]] = {}
+    for row in r.get("server", []):
+        by_period.setdefault(row["checkpoint_s"], []).append(row["raw_insert_read_mb_s"])
+    if len(by_period) == 2:
+        (slow, slow_runs), (fast, fast_runs) = sorted(by_period.items(), reverse=True)
+        out.append(f"- server state (no target): raw MB/s over {len(fast_runs)} runs, mean / worst, checkpoint every "
+                   f"{fast:g} s: {statistics.mean(fast_runs):.0f} / {min(fast_runs):.0f}; every {slow:g} s: "
+                   f"{statistics.mean(slow_runs):.0f} / {min(slow_runs):.0f} "
+                   f"({statistics.mean(fast_runs) / statistics.mean(slow_runs):.2f}x the mean)")
     if r.get("scaling"):
         for row in r["scaling"]:
             if row["generators"] in (16, 64) or row is r["scaling"][-1]:
@@ -495,7 +566,7 @@ def _cmd_bench(args: argparse.Namespace) -> int:
     if args.only:
         opts.sections = tuple(args.only)
     elif args.quick:
-        opts.sections = ("dataplane", "scaling", "swap", "memory")
+        opts.sections = ("dataplane", "server", "scaling", "swap", "memory")
     results = run_bench(opts)
     sys.stdout.write(format_summary(results, opts) + "\n")
     return 0
