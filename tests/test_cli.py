@@ -105,9 +105,15 @@ def test_malformed_source_spec_is_rejected(make_config):
 
 def test_server_start_info_stop(tmp_path):
     data = tmp_path / "srv"
-    started = _run("server", "start", "--dir", str(data), "--uri-file", str(tmp_path / "uri"))
+    refused = _run("server", "start", "--dir", str(data), "--checkpoint-s", "0")
+    assert refused.returncode == 2 and "--checkpoint-s: expected a number of seconds >= 1" in refused.stderr
+    assert not (data / "server.json").exists()
+    started = _run("server", "start", "--dir", str(data), "--uri-file", str(tmp_path / "uri"), "--checkpoint-s", "7")
     assert started.returncode == 0, started.stderr
     info = json.loads(started.stdout)
+    if info["kind"] == "secantus" and "SECANTUS_CHECKPOINT_SECONDS" not in os.environ:
+        environ = Path(f"/proc/{info['pid']}/environ").read_bytes().split(b"\0")
+        assert b"SECANTUS_CHECKPOINT_SECONDS=7" in environ
     assert info["uri"].startswith("mongodb://127.0.0.1:") and (tmp_path / "uri").read_text().strip() == info["uri"]
     assert json.loads(_run("server", "info", "--dir", str(data)).stdout)["pid"] == info["pid"]
     assert _run("server", "stop", "--dir", str(data)).stdout.strip() == "stopped"

@@ -69,12 +69,23 @@ def resolve_source(spec: str, config: Config, seed: Optional[int], kwargs: dict[
     return func(**call)
 
 
+def _at_least_one_second(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = 0.0
+    if not value >= 1:
+        raise argparse.ArgumentTypeError(f"expected a number of seconds >= 1, got {text!r}")
+    return value
+
+
 # ---------------------------------------------------------------------- commands
 def _cmd_server(args: argparse.Namespace) -> int:
     from wirehead_core.server import LocalServer, read_server_info, stop_server
 
     if args.action == "start":
-        info = LocalServer(args.dir, port=args.port, host=args.host).start()
+        extra = {} if args.checkpoint_s is None else {"checkpoint_s": args.checkpoint_s}
+        info = LocalServer(args.dir, port=args.port, host=args.host, **extra).start()
         _out(json.dumps({"pid": info.pid, "uri": info.uri, "kind": info.kind, "data_dir": info.data_dir}))
         if args.uri_file:
             Path(args.uri_file).write_text(info.uri + "\n")
@@ -170,6 +181,9 @@ def build_parser(command: Optional[str] = None) -> argparse.ArgumentParser:
     p.add_argument("--port", type=int, default=None, help="TCP port (default: a free one)")
     p.add_argument("--host", default="127.0.0.1", help="address to bind (default: 127.0.0.1)")
     p.add_argument("--uri-file", help="also write the URI to this file")
+    p.add_argument("--checkpoint-s", type=_at_least_one_second, default=None, metavar="SECONDS",
+                   help="SecantusDB checkpoint period (default 5): dropped generations and journal files are freed "
+                        "at checkpoints")
     p.set_defaults(func=_cmd_server)
 
     p = sub.add_parser("generate", help="run a generator process")
