@@ -118,7 +118,8 @@ class GeneratorConfig:
         prefetch (int): encoded samples that may wait for the writer thread, so the source generates the next
             sample while the previous one is written. Small samples may queue up to 32 MiB (at most 16) even when
             this is lower: the writer commits the ones waiting together, in one reservation and one insert.
-        poll_s (float): how often a blocked generator checks whether a swap happened.
+        poll_s (float): how often a blocked generator first checks whether a swap happened; the wait doubles with
+            each check, up to 16 x, so many blocked generators do not take the server from the manager.
         heartbeat_s (float): how often a generator publishes its counters.
     """
 

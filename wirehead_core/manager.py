@@ -26,7 +26,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable
-from typing import Any, Optional
+from typing import Any, Iterator, Optional
 
 from wirehead_core.codec import field_meta_from_doc, verify_payload
 from wirehead_core.config import Config
@@ -56,6 +56,29 @@ class _GenState:
     whole_history: bool = False
     # The reads document for ids 0..cap-1, written while the generation fills so a full swap does not have to.
     reads_doc: bool = False
+
+
+#: One verification query fetches the chunks of at most this many samples, and (verify ``full``) this many bytes.
+_VERIFY_BATCH_SAMPLES = 256
+_VERIFY_BATCH_BYTES = 32 * 1024 * 1024
+
+
+def _verify_batches(records: list[dict[str, Any]], with_data: bool) -> Iterator[list[dict[str, Any]]]:
+    """`records` in batches whose chunks one query fetches (a record whose size is unreadable goes alone)."""
+    batch: list[dict[str, Any]] = []
+    size = 0
+    for rec in records:
+        try:
+            nbytes = int(rec["b"]) if with_data else 0
+        except (KeyError, TypeError, ValueError):
+            nbytes = _VERIFY_BATCH_BYTES
+        if batch and (len(batch) >= _VERIFY_BATCH_SAMPLES or size + nbytes > _VERIFY_BATCH_BYTES):
+            yield batch
+            batch, size = [], 0
+        batch.append(rec)
+        size += nbytes
+    if batch:
+        yield batch
 
 
 class SwapManager:
@@ -270,20 +293,26 @@ class SwapManager:
         records = store.retry("records", lambda: store.records(coll, {"s": "c", "_id": {"$gte": lowest}},
                                                                {"t": 1, "f": 1, "k": 1, "b": 1}))
         mode = self.config.manager.verify
-        for rec in records:
-            sid = int(rec["_id"])
-            if sid in gen.verified:
-                continue
-            try:
-                self._verify_sample(coll, rec, mode)
-                gen.verified[sid] = rec["t"]
-            except CorruptSampleError as exc:
-                gen.corrupt += 1
-                _LOG.error("manager %s: generation %d id %d is corrupt (%s); its id is handed back", self.name,
-                           n, sid, exc)
-                store.retry("remove corrupt", lambda: store.remove_committed(n, sid, rec["t"]))
+        new = [rec for rec in records if int(rec["_id"]) not in gen.verified]
+        for batch in _verify_batches(new, with_data=mode == "full"):
+            chunks: dict[str, list[dict[str, Any]]] = {}
+            if mode != "records":  # the chunks of the whole batch in one query
+                tokens = [rec["t"] for rec in batch]
+                chunks = store.retry("chunks", lambda: store.chunk_docs_many(coll, tokens, with_data=mode == "full"))
+            for rec in batch:
+                sid = int(rec["_id"])
+                try:
+                    self._verify_sample(rec, mode, chunks.get(rec["t"], []))
+                    gen.verified[sid] = rec["t"]
+                except CorruptSampleError as exc:
+                    gen.corrupt += 1
+                    _LOG.error("manager %s: generation %d id %d is corrupt (%s); its id is handed back", self.name,
+                               n, sid, exc)
+                    store.retry("remove corrupt", lambda: store.remove_committed(n, sid, rec["t"]))
 
-    def _verify_sample(self, coll: str, rec: dict[str, Any], mode: str) -> None:
+    @staticmethod
+    def _verify_sample(rec: dict[str, Any], mode: str, docs: list[dict[str, Any]]) -> None:
+        """Check one commit record and, unless `mode` is ``records``, its chunk documents `docs` (in chunk order)."""
         try:
             metas = [field_meta_from_doc(f) for f in rec["f"]]
             nbytes, nchunks = int(rec["b"]), int(rec["k"])
@@ -294,13 +323,11 @@ class SwapManager:
                                      f"{sum(m.nbytes for m in metas)} bytes")
         if mode == "records":
             return
-        full = mode == "full"
-        docs = self.store.retry("chunks", lambda: self.store.chunk_docs(coll, rec["t"], with_data=full))
         if len(docs) != rec["k"] or [d["c"] for d in docs] != list(range(rec["k"])):
             raise CorruptSampleError(f"{len(docs)} chunks stored, {rec['k']} committed")
         if sum(d["n"] for d in docs) != sum(m.nbytes for m in metas):
             raise CorruptSampleError("chunk sizes do not add up to the committed payload")
-        if full:
+        if mode == "full":
             verify_payload(metas, [bytes(d["d"]) for d in docs])
 
     def _committed_tokens(self, coll: str) -> list[str]:

@@ -444,6 +444,18 @@ class Store:
         docs.sort(key=lambda d: d["c"])
         return docs
 
+    def chunk_docs_many(self, coll_name: str, tokens: Sequence[str], with_data: bool = True
+                        ) -> dict[str, list[dict[str, Any]]]:
+        """`chunk_docs` of several samples in one query: token -> its chunk documents in chunk order (a token
+        without chunks is missing)."""
+        projection = {"t": 1, "c": 1, "n": 1, "d": 1} if with_data else {"t": 1, "c": 1, "n": 1}
+        out: dict[str, list[dict[str, Any]]] = {}
+        for d in self.coll(coll_name).find({"t": {"$in": list(tokens)}, "s": {"$exists": False}}, projection):
+            out.setdefault(d["t"], []).append(d)
+        for docs in out.values():
+            docs.sort(key=lambda d: d["c"])
+        return out
+
     def reissue(self, n: int, sid: int, token: Optional[str]) -> bool:
         """Take id `sid` from a dead or stopped writer and hand it to the next reserver."""
         coll = self.coll(self.gen_name(n))
