@@ -291,3 +291,52 @@ def test_each_verify_mode_removes_a_damaged_commit_before_it_can_be_swapped_in(m
     seeds = {sample_seed(reader.dataset[i]) for i in range(3)}
     reader.dataset.close()
     assert 2 not in seeds and len(seeds) == 3  # seed 2 was the damaged sample (id 1)
+
+
+def test_manager_verifies_a_filled_generation_with_one_chunk_query_per_batch(make_config):
+    """Verification reads the chunks of up to 256 commits in one query: one query per sample took the server from
+    generators at high sample rates."""
+    from pymongo import monitoring
+
+    import wirehead_core.manager as manager_module
+
+    config, _ = make_config(swap_cap=300, manager__verify="full")
+    chunk_queries: list[dict] = []
+    counting = threading.Event()
+
+    class Listener(monitoring.CommandListener):  # registered for every client made from here on: counts only ours
+        def started(self, event):
+            query = event.command.get("filter") or {}
+            if (counting.is_set() and event.database_name == config.mongo.database and event.command_name == "find"
+                    and ".gen." in "." + str(event.command.get("find", "")) and "t" in query):
+                chunk_queries.append(query["t"])
+
+        def succeeded(self, event):
+            pass
+
+        def failed(self, event):
+            pass
+
+    monitoring.register(Listener())
+    manager = SwapManager(config)
+    manager.step()  # opens generation 0
+    assert Generator(config, seeded(config, seed=1, count=300)).run().committed == 300
+    counting.set()
+    try:
+        wait_until(lambda: manager.step() or manager.swaps_done == 1, 60, "the swap")
+    finally:
+        counting.clear()
+    event = Store(config).coll("events").find_one({"_id": 0})
+    assert event["committed"] == 300
+    per_query = min(manager_module._VERIFY_BATCH_SAMPLES, manager_module._VERIFY_BATCH_BYTES // (8**3 * 5))
+    assert 1 <= len(chunk_queries) <= -(-300 // per_query) < 300, f"{len(chunk_queries)} chunk queries for 300"
+    assert sum(len(q["$in"]) for q in chunk_queries) == 300
+
+
+def test_a_blocked_generator_checks_less_often_the_longer_it_waits(make_config):
+    config, _ = make_config(generator__poll_s=0.05)
+    gen = Generator(config, seeded(config, seed=1, count=1))
+    for polls in range(10):
+        delay = gen._poll_delay(polls)
+        assert 0.5 * 0.05 * min(2 ** polls, 16) <= delay <= 0.05 * min(2 ** polls, 16)
+    gen.store.close()
