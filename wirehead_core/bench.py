@@ -285,8 +285,7 @@ def _scaling(b: _Bench) -> list[dict[str, Any]]:
 def _swap_cost(b: _Bench) -> list[dict[str, Any]]:
     rows = []
     for promote, cap in itertools.product(("pointer", "rename"), b.opts.swap_caps):
-        # A fresh server for each: after the scaling sweeps (hundreds of processes and dropped databases) the same
-        # rename at cap 1000 took 11 s instead of 0.6 s.
+        # A fresh server for each, so every setting starts from the same server state.
         with b.own_server(f"swap-{promote}-{cap}") as server:
             rows.append(_swap_run(b, server, promote, cap))
         _LOG.info("swap cost %s", rows[-1])

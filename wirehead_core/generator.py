@@ -355,7 +355,7 @@ class Generator:
         store = self.store
         carry = self.config.generator.backpressure == "carry"
         waiting_logged = False
-        polls = 0  # swap-state checks since the last change: the wait between them grows (see `_poll_delay`)
+        polls = 0  # swap-state checks in this wait: the wait between them grows (see `_poll_delay`)
         while not self.stop_event.is_set():
             if self._write_gen is None:
                 state = store.retry("read swap state", store.swap_state)

@@ -124,9 +124,9 @@ class LocalServer:
         oplog_entries (int): bound on the server's oplog (SecantusDB keeps a copy of every write otherwise).
         auth (bool): require SCRAM authentication (users must exist already).
         checkpoint_s (float): SecantusDB's checkpoint period. WiredTiger frees the space of dropped generations and
-            its journal files only at a checkpoint. At SecantusDB's own 60 s period the raw driver loop fell from
-            150-170 MB/s to 88 MB/s after 1.3 GB written and dropped; at 5 s it stayed at 135-170 MB/s
-            (``wirehead bench``, server-state section). An explicit ``SECANTUS_CHECKPOINT_SECONDS`` wins.
+            its journal files only at a checkpoint. Over 40 raw driver runs of 128 MB back to back, SecantusDB's own
+            60 s period gave 106 MB/s mean and 71 MB/s worst, 5 s gave 156 and 127 (``wirehead bench``,
+            server-state section). An explicit ``SECANTUS_CHECKPOINT_SECONDS`` wins.
     """
 
     def __init__(self, data_dir: str | Path, port: Optional[int] = None, host: str = "127.0.0.1",

@@ -453,7 +453,7 @@ class Store:
         for d in self.coll(coll_name).find({"t": {"$in": list(tokens)}, "s": {"$exists": False}}, projection):
             out.setdefault(d["t"], []).append(d)
         for docs in out.values():
-            docs.sort(key=lambda d: d["c"])
+            docs.sort(key=lambda d: d["c"])  # client-side: see the server notes in the README
         return out
 
     def reissue(self, n: int, sid: int, token: Optional[str]) -> bool:
@@ -601,17 +601,12 @@ class Store:
         """The chunk payloads of several samples of read collection `coll` in one query: token -> payloads in
         order (a sample swapped out meanwhile is missing or short)."""
         try:
-            docs = list(self.coll(coll).find({"t": {"$in": list(tokens)}, "s": {"$exists": False}},
-                                             {"t": 1, "c": 1, "d": 1}))
+            docs = self.chunk_docs_many(coll, tokens)
         except pme.OperationFailure as exc:
             if is_cursor_killed(exc):
                 return {}
             raise
-        docs.sort(key=lambda d: (d["t"], d["c"]))  # client-side: see the server notes in the README
-        out: dict[str, list[bytes]] = {}
-        for d in docs:
-            out.setdefault(d["t"], []).append(bytes(d["d"]))
-        return out
+        return {token: [bytes(d["d"]) for d in chunks] for token, chunks in docs.items()}
 
     def add_reads(self, gen: int, per_sid: dict[int, int]) -> None:
         """Add served-read counts of generation `gen` in one update (batched by the dataset)."""
