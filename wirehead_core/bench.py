@@ -128,7 +128,7 @@ class _Bench:
 # ---------------------------------------------------------------------- 1. data plane
 def _server_cpu_s(server: LocalServer) -> float:
     """CPU seconds (user + system) the server process has used so far."""
-    return sum(psutil.Process(server.proc.pid).cpu_times()[:2]) if server.proc is not None else float("nan")
+    return sum(psutil.Process(server.info.pid).cpu_times()[:2]) if server.info is not None else float("nan")
 
 
 def _raw_roundtrip(b: _Bench, server: LocalServer, payload: np.ndarray, count: int) -> dict[str, float]:
@@ -260,7 +260,6 @@ def _scaling(b: _Bench) -> list[dict[str, Any]]:
     window)``: the first with the bench's emulated cost, the second short enough that the data plane saturates.
     The server's CPU (share of one core) and the whole machine's are measured over each window."""
     rows = []
-    server = psutil.Process(b.server.info.pid)
     for cost, counts, window in b.opts.scaling_sweeps:
         base = None
         for count in counts:
@@ -282,9 +281,9 @@ def _scaling(b: _Bench) -> list[dict[str, Any]]:
                     time.sleep(0.2)
                 time.sleep(max(cost, 1.0))
                 psutil.cpu_percent()
-                s0, c0, t0 = sum(server.cpu_times()[:2]), store.committed_total(), time.monotonic()
+                s0, c0, t0 = _server_cpu_s(b.server), store.committed_total(), time.monotonic()
                 time.sleep(window)
-                s1, c1, t1 = sum(server.cpu_times()[:2]), store.committed_total(), time.monotonic()
+                s1, c1, t1 = _server_cpu_s(b.server), store.committed_total(), time.monotonic()
                 machine = psutil.cpu_percent()
             finally:
                 terminate(procs)
@@ -349,10 +348,10 @@ def _swap_run(b: _Bench, server: LocalServer, promote: str, cap: int) -> dict[st
         rt.join()
     events = list(Store(config).coll("events").find({}, {"tokens": 0}))
     durations = [e["duration_s"] for e in events[1:]] or [e["duration_s"] for e in events]
-    near = [lat for t, lat in latencies if any(e["started_at"] - 1.0 <= t <= e["finished_at"] + 1.0
-                                               for e in events)]
-    far = [lat for t, lat in latencies if not any(e["started_at"] - 1.0 <= t <= e["finished_at"] + 1.0
-                                                  for e in events)]
+    near: list[float] = []
+    far: list[float] = []
+    for t, lat in latencies:  # within a second of a swap, or not
+        (near if any(e["started_at"] - 1.0 <= t <= e["finished_at"] + 1.0 for e in events) else far).append(lat)
     b.drop(config)
     return {"promote": promote, "swap_cap": cap, "sample_kb": 64, "swaps": len(events),
             "swap_s_median": round(statistics.median(durations), 4),

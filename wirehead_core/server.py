@@ -125,8 +125,8 @@ class LocalServer:
         auth (bool): require SCRAM authentication (users must exist already).
         checkpoint_s (float): SecantusDB's checkpoint period. WiredTiger frees the space of dropped generations and
             its journal files only at a checkpoint. Over 40 raw driver runs of 128 MB back to back, SecantusDB's own
-            60 s period gave 106 MB/s mean and 71 MB/s worst, 5 s gave 156 and 127 (``wirehead bench``,
-            server-state section). An explicit ``SECANTUS_CHECKPOINT_SECONDS`` wins.
+            60 s period gave 112 MB/s mean and 80 MB/s worst, 5 s gave 155 and 115 (``wirehead bench``,
+            server-state section, as committed in ``results/bench``). An explicit ``SECANTUS_CHECKPOINT_SECONDS`` wins.
     """
 
     def __init__(self, data_dir: str | Path, port: Optional[int] = None, host: str = "127.0.0.1",
