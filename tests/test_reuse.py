@@ -145,3 +145,14 @@ def test_round_trips_per_thousand_reads(make_config, policy):
     limit = 1000 / 8 + 10 if policy == "target" else 10
     assert extra <= limit, f"{extra} extra round trips per 1000 reads ({dict(counter.counts)})"
     ds.close()
+
+
+def test_a_batch_read_claims_its_rights_in_one_round_trip(make_config):
+    # claim_batch 2 and batches of 8: each batch asks for the 8 rights it needs at once, not in four claims of 2
+    config, _ = make_config(swap_cap=24, reuse={"policy": "target", "target": 1.0, "claim_batch": 2})
+    fill_and_swap(config, 1, seeded(config, seed=5, count=24))
+    ds = WireheadDataset(config, return_key=True)
+    keys = [tuple(key.tolist()) for i in range(0, 24, 8) for *_, key in ds.__getitems__(range(i, i + 8))]
+    assert len(set(keys)) == 24  # every sample once: the target of one read each is kept
+    assert ds.stats.claims == 3, ds.stats.claims
+    ds.close()

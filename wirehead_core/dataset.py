@@ -75,9 +75,10 @@ class _ReadRights:
         self.exhausted = False
         self.by_sid: dict[int, _Entry] = {}
 
-    def take(self, store: Store, table: list[_Entry], preferred: _Entry) -> Optional[_Entry]:
+    def take(self, store: Store, table: list[_Entry], preferred: _Entry, wanted: int = 1) -> Optional[_Entry]:
         """The entry to read: `preferred` if we hold a right for it, else one we hold or can claim; None when the
-        generation allows no more reads."""
+        generation allows no more reads. A claim asks for ``claim_batch`` rights, or `wanted` (the reads still to
+        come in this batch) when more."""
         gen = table[0].gen
         if gen != self.gen:  # a new generation: its id -> entry map is built once, not on every read
             self.gen, self.rights, self.known, self.exhausted = gen, {}, None, False
@@ -90,11 +91,11 @@ class _ReadRights:
             if self.rights.get(preferred.sid, 0) > 0:
                 self.rights[preferred.sid] -= 1
                 return preferred
-            if self.exhausted or not self._claim(store, gen, table):
+            if self.exhausted or not self._claim(store, gen, table, wanted):
                 return None
         return None
 
-    def _claim(self, store: Store, gen: int, table: list[_Entry]) -> bool:
+    def _claim(self, store: Store, gen: int, table: list[_Entry], wanted: int = 1) -> bool:
         per_limit = self.reuse.per_sample_limit()
         total_limit = self.reuse.budget(len(table))
         for _ in range(8):
@@ -102,7 +103,7 @@ class _ReadRights:
             if doc is None:
                 return False
             per = {int(k): int(v) for k, v in (doc.get("per") or {}).items()}
-            room = self.reuse.claim_batch
+            room = max(self.reuse.claim_batch, wanted)
             if total_limit is not None:
                 room = min(room, total_limit - int(doc["claimed"]))
             candidates = [e.sid for e in table if per_limit is None or per.get(e.sid, per_limit) < per_limit]
@@ -252,10 +253,10 @@ class WireheadDataset(Dataset):
         `__getitem__`."""
         table = self._current_table()
         entries: list[_Entry] = []
-        for index in indices:
+        for i, index in enumerate(indices):
             entry = table[int(index) % len(table)]
             if self._rights.active:
-                entry = self._rights.take(self.store, table, entry)
+                entry = self._rights.take(self.store, table, entry, wanted=len(indices) - i)
                 if entry is None:
                     break
             entries.append(entry)
