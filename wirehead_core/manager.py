@@ -293,9 +293,9 @@ class SwapManager:
             if not (since >= 1.0 or (pending and (int(gen_doc["next"]) >= cap
                                                   or since >= 4 * self.config.manager.poll_s))):
                 return
-            # Only ids below the counter can have records: ask for those not verified yet, by id. (A scan of the
-            # committed records cost the server 2-4 ms per look at 32 records, these few ids about 1 ms: SecantusDB,
-            # `_VERIFY_QUERY_IDS`.) The once-a-second look reads them all.
+            # Only ids below the counter can have records: ask for those not verified yet, by id. (On SecantusDB,
+            # with 32 samples of 1 MB committed, a look through the state index cost the server 2.4-4.1 ms; one by
+            # id 1.1 ms for 2 ids, 2.1 ms for 10.) The once-a-second look reads them all.
             unverified = [sid for sid in range(handed_out) if sid not in gen.verified]
             if since < 1.0 and len(unverified) <= _VERIFY_QUERY_IDS:
                 query["_id"] = {"$in": unverified}
