@@ -310,7 +310,7 @@ def _scaling(b: _Bench) -> list[dict[str, Any]]:
                          "machine_cpu_pct": round(machine),
                          # the cause of a shortfall under backpressure ``block``: generators waiting for a swap
                          "generators_blocked_pct": round(100 * (blocked1 - blocked0) / count / (t1 - t0), 1),
-                         "swap_interval_s": round(statistics.median(np.diff(swaps)), 2) if len(swaps) > 1 else None,
+                         "swap_interval_s": round(float(np.median(np.diff(swaps))), 2) if len(swaps) > 1 else None,
                          "emulated": True})
             _LOG.info("scaling %s", rows[-1])
     return rows
