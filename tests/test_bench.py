@@ -24,7 +24,7 @@ def test_quick_bench_writes_csvs_and_a_summary_with_targets(tmp_path):
     scaling = list(csv.DictReader((out / "scaling.csv").open()))
     assert [int(r["generators"]) for r in scaling] == [1, 2, 4] and all(r["emulated"] == "True" for r in scaling)
     # the cause of a shortfall is measured: the generators' time waiting for swaps, and the swaps' pace
-    assert all(0 <= float(r["generators_blocked_pct"]) <= 100 for r in scaling)
+    assert all(0 <= float(r["writers_blocked_pct"]) <= 100 for r in scaling)
     assert any(r["swap_interval_s"] and float(r["swap_interval_s"]) > 0 for r in scaling)
     state = list(csv.DictReader((out / "server.csv").open()))
     assert {float(r["checkpoint_s"]) for r in state} == {60.0, 5.0}

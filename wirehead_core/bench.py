@@ -256,7 +256,7 @@ def _server_state(b: _Bench) -> list[dict[str, Any]]:
 
 # ---------------------------------------------------------------------- 2. scaling
 def _blocked_s(store: Store) -> float:
-    """Seconds the generators have waited for a swap so far, per their last heartbeats."""
+    """Seconds the generators' writers have waited for a swap so far, per their last heartbeats."""
     return sum(float(p.get("blocked_s", 0.0)) for p in store.coll("procs").find({"kind": "generator"},
                                                                                  {"blocked_s": 1}))
 
@@ -308,8 +308,9 @@ def _scaling(b: _Bench) -> list[dict[str, Any]]:
                          "efficiency": round(rate / ideal, 3),
                          "server_cpu_pct_of_core": round(100 * (s1 - s0) / (t1 - t0)),
                          "machine_cpu_pct": round(machine),
-                         # the cause of a shortfall under backpressure ``block``: generators waiting for a swap
-                         "generators_blocked_pct": round(100 * (blocked1 - blocked0) / count / (t1 - t0), 1),
+                         # the cause of a shortfall under backpressure ``block``: generators' writers waiting for a
+                         # swap (their sources go on while their queues have room)
+                         "writers_blocked_pct": round(100 * (blocked1 - blocked0) / count / (t1 - t0), 1),
                          "swap_interval_s": round(float(np.median(np.diff(swaps))), 2) if len(swaps) > 1 else None,
                          "emulated": True})
             _LOG.info("scaling %s", rows[-1])
@@ -583,8 +584,8 @@ def _targets(r: dict[str, list[dict[str, Any]]]) -> list[str]:
             if row["generators"] in (16, 64) or row is main[-1]:
                 want = 0.99 if row["generators"] <= 16 else 0.95
                 met = row["efficiency"] >= want
-                cause = "" if met else (f"; generators waited for a swap {row['generators_blocked_pct']} % of the "
-                                        f"window, one swap every {row['swap_interval_s']} s (a generation of "
+                cause = "" if met else (f"; the generators' writers waited for a swap {row['writers_blocked_pct']} %"
+                                        f" of the window, one swap every {row['swap_interval_s']} s (a generation of "
                                         f"{row['swap_cap']} fills in {row['swap_cap'] / row['ideal_per_s']:g} s at "
                                         f"the ideal rate)")
                 out.append(f"- efficiency at {row['generators']} emulated generators: {row['efficiency'] * 100:.1f} %"
