@@ -340,3 +340,28 @@ def test_a_blocked_generator_checks_less_often_the_longer_it_waits(make_config):
         delay = gen._poll_delay(polls)
         assert 0.5 * 0.05 * min(2 ** polls, 16) <= delay <= 0.05 * min(2 ** polls, 16)
     gen.store.close()
+
+
+def test_committed_total_counts_a_generation_once_while_its_swap_is_being_published(make_config):
+    config, _ = make_config(swap_cap=4)
+    at_publish, release = threading.Event(), threading.Event()
+
+    def hook(step: str) -> None:
+        if step == "publish" and not release.is_set():
+            at_publish.set()
+            release.wait(30)
+
+    manager = SwapManager(config, fault_hook=hook)
+    thread = threading.Thread(target=manager.run, kwargs={"max_swaps": 1, "duration_s": 60})
+    thread.start()
+    store = Store(config)
+    try:
+        Generator(config, seeded(config, seed=1, count=4)).run()
+        assert at_publish.wait(30), "the manager never reached the publish step"
+        # generation 0's event is written and the swap state still names it the write generation
+        assert store.event(0) is not None and store.swap_state()["write_gen"] == 0
+        assert store.committed_total() == 4
+    finally:
+        release.set()
+        thread.join(30)
+    assert store.swap_state()["write_gen"] == 1 and store.committed_total() == 4

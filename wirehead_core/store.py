@@ -659,12 +659,16 @@ class Store:
                 "committed": committed}
 
     def committed_total(self) -> int:
-        """Samples committed so far: those swapped in (per the swap events) plus those in the open generations."""
+        """Samples committed so far: those swapped in (per the swap events) plus those in the open generations.
+
+        Only the events of generations before the write generation count: a swap writes its event before it
+        publishes the new write generation, and the generation being swapped is counted as a write generation until
+        then (counting its event too counted it twice: a whole generation more in a rate's first reading)."""
         state = self.swap_state()
         if state is None:
             return 0
-        swapped = sum(int(e["committed"]) for e in self.coll("events").find({}, {"committed": 1}))
         write = int(state["write_gen"])
+        swapped = sum(int(e["committed"]) for e in self.coll("events").find({"_id": {"$lt": write}}, {"committed": 1}))
         return swapped + sum(self.count_committed(self.gen_name(n)) for n in (write, write + 1))
 
     def server_status(self) -> dict[str, Any]:
