@@ -63,8 +63,6 @@ class _GenState:
 #: (32 generators); larger batches held the server long enough to show in readers' latency.
 _VERIFY_BATCH_SAMPLES = 256
 _VERIFY_BATCH_BYTES = 256 * 1024
-#: A look at the commit records asks for the ids not verified yet by id while there are at most this many.
-_VERIFY_QUERY_IDS = 64
 
 
 def _verify_batches(records: list[dict[str, Any]], with_data: bool) -> Iterator[list[dict[str, Any]]]:
@@ -284,26 +282,18 @@ class SwapManager:
         store, gen = self.store, self._gens.setdefault(n, _GenState())
         coll = store.gen_name(n)
         now = time.monotonic()
-        query: dict[str, Any] = {"s": "c"}
         if gen_doc is not None:
             cap, since = self.config.swap_cap, now - gen.records_read_at
-            handed_out = min(int(gen_doc["next"]), cap)
-            reserved = handed_out - len(gen_doc.get("free", ()))
+            reserved = min(int(gen_doc["next"]), cap) - len(gen_doc.get("free", ()))
             pending = len(gen.verified) < reserved
             if not (since >= 1.0 or (pending and (int(gen_doc["next"]) >= cap
                                                   or since >= 4 * self.config.manager.poll_s))):
                 return
-            # Only ids below the counter can have records: ask for those not verified yet, by id. (On SecantusDB,
-            # with 32 samples of 1 MB committed, a look through the state index cost the server 2.4-4.1 ms; one by
-            # id 1.1 ms for 2 ids, 2.1 ms for 10.) The once-a-second look reads them all.
-            unverified = [sid for sid in range(handed_out) if sid not in gen.verified]
-            if since < 1.0 and len(unverified) <= _VERIFY_QUERY_IDS:
-                query["_id"] = {"$in": unverified}
         gen.records_read_at = now
-        if "_id" not in query:
-            # Ids are mostly committed in the order they were handed out: read from the lowest id not verified yet.
-            query["_id"] = {"$gte": next((sid for sid in range(self.config.swap_cap) if sid not in gen.verified), 0)}
-        records = store.retry("records", lambda: store.records(coll, query, {"t": 1, "f": 1, "k": 1, "b": 1}))
+        # Ids are mostly committed in the order they were handed out: read from the lowest id not verified yet.
+        lowest = next((sid for sid in range(self.config.swap_cap) if sid not in gen.verified), 0)
+        records = store.retry("records", lambda: store.records(coll, {"s": "c", "_id": {"$gte": lowest}},
+                                                               {"t": 1, "f": 1, "k": 1, "b": 1}))
         mode = self.config.manager.verify
         new = [rec for rec in records if int(rec["_id"]) not in gen.verified]
         for batch in _verify_batches(new, with_data=mode == "full"):
