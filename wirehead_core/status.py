@@ -116,7 +116,9 @@ def collect_status(config: Config, store: Optional[Store] = None) -> CacheStatus
     if per_sample:
         st.reuse_mean = sum(per_sample) / len(per_sample)
         st.reuse_p95 = _percentile(per_sample, 0.95)
-    swapped = sum(e["committed"] for e in events)
+    # as `Store.committed_total`: a generation whose event is written but whose swap is not published yet is still
+    # counted among the open ones, so only events of generations before the write generation count here
+    swapped = sum(e["committed"] for e in events if int(e["_id"]) < st.write_gen)
     st.lost_after_commit = max(0, st.committed - swapped - open_committed)
     return st
 
