@@ -584,10 +584,11 @@ def _targets(r: dict[str, list[dict[str, Any]]]) -> list[str]:
             if row["generators"] in (16, 64) or row is main[-1]:
                 want = 0.99 if row["generators"] <= 16 else 0.95
                 met = row["efficiency"] >= want
+                pace = (f"one swap every {row['swap_interval_s']} s" if row["swap_interval_s"] is not None
+                        else "fewer than two swaps in it")
                 cause = "" if met else (f"; the generators' writers waited for a swap {row['writers_blocked_pct']} %"
-                                        f" of the window, one swap every {row['swap_interval_s']} s (a generation of "
-                                        f"{row['swap_cap']} fills in {row['swap_cap'] / row['ideal_per_s']:g} s at "
-                                        f"the ideal rate)")
+                                        f" of the window, {pace} (a generation of {row['swap_cap']} fills in "
+                                        f"{row['swap_cap'] / row['ideal_per_s']:g} s at the ideal rate)")
                 out.append(f"- efficiency at {row['generators']} emulated generators: {row['efficiency'] * 100:.1f} %"
                            f" (target {want * 100:.0f} %) — {'met' if met else 'NOT met'}{cause}")
     short = [row for row in r.get("scaling", []) if row not in main]
