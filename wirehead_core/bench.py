@@ -157,33 +157,44 @@ def _end_to_end(b: _Bench, server: LocalServer, nbytes: int, count: int, verify:
                             fields=[{"name": "image", "dtype": "uint8", "shape": [nbytes]}],
                             reuse={"policy": "target", "target": 1.0, "tolerance": 0.0, "claim_batch": 4})
     # The generator and the manager run as their own processes, as in production, until the reader is done. The
-    # clock runs from the first batch read to the read of K generations' worth of samples; K-1 generations' bytes
-    # count (those written in the window), so start-up and the first fill are not counted. (A swap may come while the
-    # reader still holds claimed rights on the former generation; those reads are lost with it, and the reader reads
-    # their worth from a later generation.)
-    gens = 8
+    # clock runs over whole cycles of the pipeline: from the first batch of the second generation read to the first
+    # batch of the generation `gens` generations later, and what counts is what the reader was handed in between
+    # (the rest of the first of those generations, every one after, the first batch of the last). Start-up and the
+    # first fill fall before the window. (A swap may come while the reader still holds claimed rights on the former
+    # generation; those reads are lost with it, and the reader reads their worth from a later generation: the count
+    # is of samples read, not of generations.)
+    gens = 7
     procs = [spawn(wirehead_command("manager", "--config", str(path)), b.workdir / "logs" / "dataplane-m.log"),
              spawn(wirehead_command("generate", "--config", str(path), "--source", "wirehead_core.sources:repeat"),
                    b.workdir / "logs" / "dataplane-g.log")]
     # Read in batches, one query each, as a DataLoader with a batch size does (`__getitems__`).
-    ds = WireheadDataset(config, wait_timeout_s=600)
-    started = None
-    cpu = wait = 0.0
-    total, batch = config.swap_cap * gens, min(8, config.swap_cap)
+    ds = WireheadDataset(config, wait_timeout_s=600, return_key=True)
+    batch = min(8, config.swap_cap)
+    seen: list[int] = []  # generations in the order the reader first got a sample of them
+    started = elapsed = cpu = wait = 0.0
+    samples = 0
     try:
-        for i in range(0, total, batch):
-            for (arr,) in ds.__getitems__(range(i, min(i + batch, total))):
-                if arr.numel() != nbytes:
-                    raise RuntimeError("data plane: a sample came back with the wrong size")
-            if started is None:
-                started, cpu, wait = time.perf_counter(), _server_cpu_s(server), ds.stats.reuse_wait_s
-        elapsed = time.perf_counter() - (started or 0.0)
+        i = 0
+        while len(seen) < gens + 2:
+            got = ds.__getitems__(range(i, i + batch))
+            i += batch
+            if any(arr.numel() != nbytes for arr, _ in got):
+                raise RuntimeError("data plane: a sample came back with the wrong size")
+            newest = max(int(key[0]) for _, key in got)
+            if newest not in seen:
+                seen.append(newest)
+                if len(seen) == 2:
+                    started, cpu, wait = time.perf_counter(), _server_cpu_s(server), ds.stats.reuse_wait_s
+                    continue
+            if len(seen) >= 2:
+                samples += len(got)
+        elapsed = time.perf_counter() - started
         cpu, wait = _server_cpu_s(server) - cpu, ds.stats.reuse_wait_s - wait
     finally:
         terminate(procs)
         ds.close()
         b.drop(config)
-    mb = config.swap_cap * (gens - 1) * nbytes / _MB
+    mb = samples * nbytes / _MB
     return {"mb_s": mb / elapsed, "server_cpu_ms_per_mb": 1000 * cpu / mb, "reader_wait_pct": 100 * wait / elapsed}
 
 

@@ -29,6 +29,9 @@ from wirehead_core.store import Store
 __all__ = ["WireheadDataset", "ReadStats"]
 
 _LOG = logging.getLogger(__name__)
+#: A reader whose reads are used up checks the swap state after this long, then twice as long each time, up to 8
+#: times: each check costs the server a query, and the generation it waits for is mostly still filling.
+_WAIT_POLL_S = 0.02
 
 
 class _Entry:
@@ -60,9 +63,9 @@ class ReadStats:
 class _ReadRights:
     """Read rights of this process under a reuse policy, claimed from the database a few at a time.
 
-    A right is taken (and counted in the generation's ``claimed``/``per``) before the read, so the limits hold across
-    all processes without a round trip per read; rights a process still holds when its generation is swapped out
-    are simply dropped (counted, never read: the limits stay conservative).
+    A right is taken (and counted in the generation's ``claimed``, and under ``max_reads`` its ``per``) before the
+    read, so the limits hold across all processes without a round trip per read; rights a process still holds when
+    its generation is swapped out are simply dropped (counted, never read: the limits stay conservative).
     """
 
     def __init__(self, config: Config, stats: ReadStats) -> None:
@@ -72,8 +75,12 @@ class _ReadRights:
         self.gen = -1
         self.rights: dict[int, int] = {}
         self.known: Optional[dict[str, Any]] = None  # the reads document as of our last claim
+        # (generation, its reads document) as the last table load read it: the first claim on a generation starts
+        # from it instead of reading it again
+        self.loaded: tuple[int, Optional[dict[str, Any]]] = (-1, None)
         self.exhausted = False
         self.by_sid: dict[int, _Entry] = {}
+        self.order: list[int] = []
 
     def take(self, store: Store, table: list[_Entry], preferred: _Entry, wanted: int = 1) -> Optional[_Entry]:
         """The entry to read: `preferred` if we hold a right for it, else one we hold or can claim; None when the
@@ -81,8 +88,11 @@ class _ReadRights:
         come in this batch) when more."""
         gen = table[0].gen
         if gen != self.gen:  # a new generation: its id -> entry map is built once, not on every read
-            self.gen, self.rights, self.known, self.exhausted = gen, {}, None, False
+            known = self.loaded[1] if self.loaded[0] == gen else None
+            self.gen, self.rights, self.known, self.exhausted = gen, {}, known, False
             self.by_sid = {e.sid: e for e in table}
+            self.order = sorted(self.by_sid)
+            random.Random(gen).shuffle(self.order)  # the same order in every process (see `_claim`)
         by_sid = self.by_sid
         for _ in range(2):
             if self.rights.get(preferred.sid, 0) <= 0:
@@ -99,13 +109,30 @@ class _ReadRights:
         per_limit = self.reuse.per_sample_limit()
         total_limit = self.reuse.budget(len(table))
         for _ in range(8):
-            doc = self.known or store.retry("reads doc", lambda: store.reads_doc(gen))
+            doc = self.known or store.retry("reads doc", lambda: store.reads_doc(gen, per=per_limit is not None))
             if doc is None:
                 return False
-            per = {int(k): int(v) for k, v in (doc.get("per") or {}).items()}
             room = max(self.reuse.claim_batch, wanted)
             if total_limit is not None:
                 room = min(room, total_limit - int(doc["claimed"]))
+            if per_limit is None and total_limit is not None:
+                # ``target``: a right is a slot of the generation's claim counter, and slot i reads the id at i
+                # modulo the generation's size in an order all processes share: every sample has its share of reads
+                # before any has more, and a claim moves one counter.
+                if room <= 0:
+                    self.exhausted = True
+                    return False
+                after = store.retry("claim reads", lambda: store.claim_slots(gen, room, total_limit))
+                self.stats.claims += 1
+                if after is None:
+                    self.known = None  # someone else claimed meanwhile: re-read and try again
+                    continue
+                self.known = {"claimed": after}
+                for slot in range(after - room, after):
+                    sid = self.order[slot % len(self.order)]
+                    self.rights[sid] = self.rights.get(sid, 0) + 1
+                return True
+            per = {int(k): int(v) for k, v in (doc.get("per") or {}).items()}
             candidates = [e.sid for e in table if per_limit is None or per.get(e.sid, per_limit) < per_limit]
             if room <= 0 or not candidates:
                 self.exhausted = True
@@ -181,11 +208,13 @@ class WireheadDataset(Dataset):
     def _load_table(self, deadline: float, waiting_for: str) -> list[_Entry]:
         store = self.store
         while True:
-            docs = store.retry("read table", store.read_table, timeout_s=max(1.0, deadline - time.monotonic()))
+            docs, reads = store.retry("read table", store.read_table,
+                                      timeout_s=max(1.0, deadline - time.monotonic()))
             gens = {int(d["g"]) for d in docs}
             if docs and len(gens) == 1:
                 table = [_Entry(d) for d in docs]
                 self.stats.generations_seen.add(table[0].gen)
+                self._rights.loaded = (table[0].gen, reads)
                 return table
             if time.monotonic() >= deadline:
                 raise TimeoutError(
@@ -286,6 +315,7 @@ class WireheadDataset(Dataset):
         self.flush_counts()
         started = time.monotonic()
         self.stats.reuse_waits += 1
+        delay = _WAIT_POLL_S
         while True:
             state = self.store.retry("read swap state", self.store.swap_state)
             if state is not None and state.get("read_gen") is not None and int(state["read_gen"]) > gen:
@@ -295,7 +325,8 @@ class WireheadDataset(Dataset):
             if time.monotonic() - started > self.wait_timeout_s:
                 raise TimeoutError(f"waited {self.wait_timeout_s:.0f} s for a generation after {gen}: its reads are "
                                    "used up under the reuse policy and no swap followed (are generators running?)")
-            time.sleep(0.02)
+            time.sleep(delay)
+            delay = min(2 * delay, 8 * _WAIT_POLL_S)
 
     def _package(self, arrays: tuple, entry: _Entry) -> Any:
         key = torch.tensor([entry.gen, entry.sid], dtype=torch.int64)

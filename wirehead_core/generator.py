@@ -245,8 +245,11 @@ class Generator:
             tokens = [uuid.uuid4().hex for _ in part]
             items = [(sid, token, self.proc_id, _commit_meta(e), e.chunks) for sid, token, e in zip(sids, tokens, part)]
             done = store.write_and_commit_many(gen, items)
-            for ok, sid, token, encoded in zip(done, sids, tokens, part):
-                if ok and self._in_real_generation(gen, token, asked):
+            landed = [ok and self._in_real_generation(gen, token, asked) for ok, token in zip(done, tokens)]
+            if any(landed):
+                self._report(gen, sum(landed))
+            for ok, real, sid, token, encoded in zip(done, landed, sids, tokens, part):
+                if real:
                     self._log_commit(gen, sid, token)
                     self.stats.committed += 1
                     continue
@@ -291,6 +294,7 @@ class Generator:
                         if self.stop_event.is_set():
                             return False  # committed, but stopped before we could tell where: leave it be
                         raise _ClaimLost()
+                    self._report(gen, 1)
                     self._log_commit(gen, sid, token)
                     return True
                 raise _ClaimLost()
@@ -303,6 +307,10 @@ class Generator:
                              self.name, sid, gen)
                 store.retry("drop chunks", lambda: store.drop_token_chunks(gen, token))
         return False
+
+    def _report(self, gen: int, k: int) -> None:
+        """Tell the manager `k` samples were committed into `gen` (a hint that saves it looking for them)."""
+        self.store.retry("report commits", lambda: self.store.report_commits(gen, k))
 
     def _log_commit(self, gen: int, sid: int, token: str) -> None:
         if self._commit_log is not None:

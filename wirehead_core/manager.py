@@ -56,6 +56,7 @@ class _GenState:
     whole_history: bool = False
     # The reads document for ids 0..cap-1, written while the generation fills so a full swap does not have to.
     reads_doc: bool = False
+    handed_out_at: Optional[float] = None  # monotonic time a pass first saw every id handed out
 
 
 #: One verification query fetches the chunks of at most this many samples, and (verify ``full``) this many bytes.
@@ -107,6 +108,10 @@ class SwapManager:
         self._holding = False
         self._renewed_at = -1e9
         self._write_seen: Optional[int] = None
+        self._due = True  # whether the last pass found a swap may be due soon (see `run`)
+        # Seconds from every id of a generation handed out to all of them reported committed, as last seen: how long
+        # the last commits take to land, so passes are quick only when they are about to
+        self._landing_s = 0.0
 
     def stop(self) -> None:
         """Ask `run` to return after the current step."""
@@ -148,7 +153,9 @@ class SwapManager:
                     if self.stop_event.is_set():
                         break
                     raise
-                self.stop_event.wait(cfg.poll_s)
+                # A pass costs the server a query: every `poll_s` while a swap may be due, four times less often
+                # while the write generation still has ids to hand out (nothing then waits on this manager).
+                self.stop_event.wait(cfg.poll_s if self._due else 4 * cfg.poll_s)
         finally:
             if self._holding:
                 try:
@@ -190,15 +197,17 @@ class SwapManager:
     def step(self) -> None:
         """One pass: recover an interrupted swap, open generations, verify, reissue, and swap when full.
 
-        An idle pass costs one query: the swap document, the write generations' counter documents and the read
-        generation's read counts come together (fetched by the write generation last seen); commit records are
-        read only when some reserved id is not verified yet (`_verify_new`)."""
+        An idle pass costs one query: the swap document and the write generation's counter document come together
+        (fetched by the write generation last seen), with the read generation's read counts once a swap may be due
+        and, under ``carry``, the next generation's counter document; commit records are read only when commits
+        were reported (`_verify_new`)."""
         store, reuse = self.store, self.config.reuse
         carry = self.config.generator.backpressure == "carry"
         seen = self._write_seen
         ids = ["swap"]
         if seen is not None:
-            ids += [f"gen.{m}" for m in (seen, seen + 1)] + [f"reads.{seen - 1}"]
+            ids += [f"gen.{m}" for m in ((seen, seen + 1) if carry else (seen,))]
+            ids += [f"reads.{seen - 1}"] if self._due else []
         docs = store.retry("read state", lambda: store.state_docs(ids, per=reuse.policy == "max_reads"))
         state = docs.get("swap")
         if state is None:
@@ -218,13 +227,14 @@ class SwapManager:
         # generation), so a swap does not have to.
         for n in (write, write + 1):
             if n not in self._opened:
-                existed = store.retry("gen doc", lambda: store.gen_doc(n)) is not None
-                store.retry("open generation", lambda: store.open_generation(n, self.config.swap_cap))
-                self._opened.add(n)
-                self._gens.setdefault(n, _GenState()).whole_history = not existed
-                docs.pop(f"gen.{n}", None)
+                created = self._open(n)
+                if created is None:
+                    docs.pop(f"gen.{n}", None)
+                else:  # as this manager wrote it: no writer has used the generation yet
+                    docs[f"gen.{n}"] = created
         for n in (write, write + 1) if carry else (write,):
             gen_doc = docs.get(f"gen.{n}") or store.retry("gen doc", lambda: store.gen_doc(n))
+            docs[f"gen.{n}"] = gen_doc
             self._verify_new(n, gen_doc)
             self._reissue_stale(n, gen_doc)
             gen = self._gens[n]
@@ -235,11 +245,36 @@ class SwapManager:
         for old in [g for g in self._gens if g < write]:
             del self._gens[old]
         full = len(self._gens[write].verified) >= self.config.swap_cap
+        self._due = (carry or reuse.when_readers_ahead == "early_swap"
+                     or self._swap_due(write, docs.get(f"gen.{write}")))
         decision = self._reuse_decision(state, write, full, docs.get(f"reads.{write - 1}"))
         if decision == "swap":
             self._swap(write, early=False)
         elif decision == "early":
             self._swap(write, early=True)
+
+    def _swap_due(self, write: int, gen_doc: Optional[dict[str, Any]]) -> bool:
+        """Whether the write generation may be full soon: once all its ids are reported committed, or every id is
+        handed out and the last commits may land (three quarters of the time they took last time has passed). Until
+        then nothing waits on this manager (readers under ``early_swap`` and ``carry`` aside, see `step`)."""
+        gen, cap, now = self._gens[write], self.config.swap_cap, time.monotonic()
+        if gen_doc is None or int(gen_doc.get("done", 0)) >= cap or len(gen.verified) >= cap:
+            if gen.handed_out_at is not None:
+                self._landing_s, gen.handed_out_at = now - gen.handed_out_at, None
+            return True
+        if int(gen_doc["next"]) < cap:
+            return False
+        if gen.handed_out_at is None:
+            gen.handed_out_at = now
+        return now - gen.handed_out_at >= 0.75 * self._landing_s
+
+    def _open(self, n: int) -> Optional[dict[str, Any]]:
+        """Open generation `n` (idempotent); its counter document if this manager created it, which makes the
+        manager's record of it whole (every reissue since is its own)."""
+        created = self.store.retry("open generation", lambda: self.store.open_generation(n, self.config.swap_cap))
+        self._opened.add(n)
+        self._gens.setdefault(n, _GenState()).whole_history = created is not None
+        return created
 
     def _reuse_decision(self, state: dict[str, Any], write: int, full: bool,
                         reads: Optional[dict[str, Any]] = None) -> Optional[str]:
@@ -255,6 +290,8 @@ class SwapManager:
             return "swap" if full else None
         early_allowed = (reuse.when_readers_ahead == "early_swap"
                          and len(self._gens[write].verified) >= reuse.early_swap_min)
+        if not (full or early_allowed):
+            return None
         if reuse.policy == "max_reads" and (full or not early_allowed):
             return "swap" if full else None
         doc = reads if reads is not None and reads["_id"] == f"reads.{read}" else self.store.retry(
@@ -276,18 +313,22 @@ class SwapManager:
     def _verify_new(self, n: int, gen_doc: Optional[dict[str, Any]] = None) -> None:
         """Verify the commit records not verified yet.
 
-        Given the generation's counter document, the records are read only while a reserved id is not verified:
-        at every pass once every id is handed out (the swap waits on them), else every fourth, and at least once a
-        second (a writer that woke after its id was handed back may have committed it)."""
+        Given the generation's counter document, the records are read only when its count of reported commits
+        (``done``, which writers add to after each commit) is ahead of what this manager verified or removed, and at
+        least once a second (a writer that died between its commit and its report, or that woke after its id was
+        handed back and committed it, reports nothing)."""
         store, gen = self.store, self._gens.setdefault(n, _GenState())
         coll = store.gen_name(n)
         now = time.monotonic()
         if gen_doc is not None:
-            cap, since = self.config.swap_cap, now - gen.records_read_at
-            reserved = min(int(gen_doc["next"]), cap) - len(gen_doc.get("free", ()))
-            pending = len(gen.verified) < reserved
-            if not (since >= 1.0 or (pending and (int(gen_doc["next"]) >= cap
-                                                  or since >= 4 * self.config.manager.poll_s))):
+            reported = int(gen_doc.get("done", 0))
+            # Checking the record alone (``records``) costs nothing per byte: all the new ones are read together
+            # once the generation is reported full (unless an early swap may want them sooner); the other modes
+            # read each sample's chunks as it comes, so that the swap does not wait on them.
+            together = (self.config.manager.verify == "records"
+                        and self.config.reuse.when_readers_ahead != "early_swap")
+            due = reported > len(gen.verified) + gen.corrupt and (reported >= self.config.swap_cap or not together)
+            if now - gen.records_read_at < 1.0 and not due:
                 return
         gen.records_read_at = now
         # Ids are mostly committed in the order they were handed out: read from the lowest id not verified yet.
@@ -336,7 +377,11 @@ class SwapManager:
         return [r["t"] for r in self.store.retry("records", lambda: self.store.records(coll, {"s": "c"}, {"t": 1}))]
 
     def _reissue_stale(self, n: int, doc: Optional[dict[str, Any]]) -> None:
-        """Hand back ids whose writer stopped: stale claims and ids reserved but never claimed."""
+        """Hand back ids whose writer stopped: stale claims and ids reserved but never claimed.
+
+        Every id handed out and not verified is watched from the first pass that sees it so, and the records are
+        read only once one has been so for longer than the reservation timeout: a generation that fills in time
+        costs no look at them, and a stalled writer is still found within one timeout of that first pass."""
         gen = self._gens.setdefault(n, _GenState())
         timeout = self.config.manager.reservation_timeout_s
         now = time.time()
@@ -347,8 +392,13 @@ class SwapManager:
         if doc is None:
             return
         reserved = min(int(doc["next"]), int(doc["cap"]))
-        if len(gen.verified) >= reserved and not doc["free"]:
-            gen.missing_since.clear()
+        pending = set(range(reserved)) - set(gen.verified) - {int(s) for s in doc["free"]}
+        for sid in list(gen.missing_since):
+            if sid not in pending:
+                del gen.missing_since[sid]
+        for sid in pending:
+            gen.missing_since.setdefault(sid, now)
+        if not any(now - first > timeout for first in gen.missing_since.values()):
             return
         records = store.retry("records", lambda: store.records(store.gen_name(n), {}, {"t": 1, "s": 1, "at": 1}))
         present = {int(r["_id"]) for r in records}
@@ -356,15 +406,11 @@ class SwapManager:
             if rec["s"] == "w" and rec["at"] < now - timeout:
                 if store.retry("reissue", lambda: store.reissue(n, int(rec["_id"]), rec["t"])):
                     gen.reissued += 1
+                    gen.missing_since.pop(int(rec["_id"]), None)
                     _LOG.warning("manager %s: id %d of generation %d was claimed %.0f s ago and never committed; "
                                  "reissued", self.name, rec["_id"], n, now - rec["at"])
-        missing = set(range(reserved)) - present - {int(s) for s in doc["free"]}
-        for sid in list(gen.missing_since):
-            if sid not in missing:
-                del gen.missing_since[sid]
-        for sid in missing:
-            first = gen.missing_since.setdefault(sid, now)
-            if now - first > timeout and store.retry("reissue", lambda: store.reissue(n, sid, None)):
+        for sid in pending - present:
+            if now - gen.missing_since[sid] > timeout and store.retry("reissue", lambda: store.reissue(n, sid, None)):
                 gen.reissued += 1
                 del gen.missing_since[sid]
                 _LOG.warning("manager %s: id %d of generation %d was reserved but never claimed; reissued",
@@ -402,8 +448,10 @@ class SwapManager:
         if ours or store.retry("exists", lambda: store.collection_exists(coll)):
             self._checkpoint("strays")
             clean = gen.whole_history and not (gen.reissued or gen.corrupt or early or recovered)
-            if clean:  # no id changed hands: only withdrawn claims can be left (none, for a full generation)
-                removed = store.retry("strays", lambda: store.remove_claims(n))
+            if clean:  # no id changed hands: only withdrawn claims can be left
+                # A claim is the record of its id: with every id verified committed there is none to remove.
+                if len(gen.verified) < cap:
+                    removed = store.retry("strays", lambda: store.remove_claims(n))
             else:
                 removed = store.retry("strays", lambda: store.remove_strays(n, self._committed_tokens(coll)))
             if early:
@@ -428,12 +476,8 @@ class SwapManager:
         self._checkpoint("open-next")
         carry = self.config.generator.backpressure == "carry"
         for m in (n + 1, n + 2) if carry else (n + 1,):
-            if m in self._opened:  # opened ahead by `step`
-                continue
-            existed = store.retry("gen doc", lambda: store.gen_doc(m)) is not None
-            store.retry("open generation", lambda: store.open_generation(m, cap))
-            self._opened.add(m)
-            self._gens.setdefault(m, _GenState()).whole_history = not existed
+            if m not in self._opened:  # else opened ahead by `step`
+                self._open(m)
         self._checkpoint("event")
         # Sealed and cleaned, the set cannot change any more: the records read before the rename are those the read
         # collection holds. A manager finishing another's swap after the rename reads them from there.

@@ -220,23 +220,26 @@ class Store:
         except pme.DuplicateKeyError:
             return False
 
-    def open_generation(self, n: int, cap: int) -> None:
-        """Create write generation `n`: its collection, indexes and counter document (manager only; idempotent)."""
-        name = f"{self.ns}.{self.gen_name(n)}"
-        if name not in self.db.list_collection_names(filter={"name": name}):
-            try:
-                self.db.create_collection(name)
-            except pme.CollectionInvalid:
-                pass
+    def open_generation(self, n: int, cap: int) -> Optional[dict[str, Any]]:
+        """Create write generation `n`: its collection, indexes and counter document (manager only; idempotent).
+
+        Returns the counter document when this call created it (so no writer can have used the generation yet),
+        None when it existed already. Three round trips: ``create`` (pymongo's ``create_collection`` would list the
+        collections first), one ``createIndexes`` for both indexes, the counter document."""
+        try:
+            self.db.command("create", f"{self.ns}.{self.gen_name(n)}")
+        except pme.OperationFailure as exc:
+            if exc.code != _NAMESPACE_EXISTS:
+                raise
         self.ensure_indexes(self.gen_name(n))
-        self._insert_once(self.coll("state"), {"_id": f"gen.{n}", "next": 0, "free": [], "open": True, "cap": cap,
-                                               "created_at": time.time()})
+        doc = {"_id": f"gen.{n}", "next": 0, "free": [], "open": True, "cap": cap, "done": 0,
+               "created_at": time.time()}
+        return doc if self._insert_once(self.coll("state"), dict(doc)) else None
 
     def ensure_indexes(self, coll_name: str) -> None:
-        """The indexes every generation needs: chunks by token, records by state."""
-        coll = self.coll(coll_name)
-        coll.create_index([("t", pymongo.ASCENDING)], name="token")
-        coll.create_index([("s", pymongo.ASCENDING)], name="state")
+        """The indexes every generation needs, in one command: chunks by token, records by state."""
+        self.coll(coll_name).create_indexes([pymongo.IndexModel([("t", pymongo.ASCENDING)], name="token"),
+                                             pymongo.IndexModel([("s", pymongo.ASCENDING)], name="state")])
 
     def set_swap_state(self, expect: dict[str, Any], update: dict[str, Any]) -> bool:
         """Compare-and-set on the ``swap`` document: apply `update` only if it still matches `expect`."""
@@ -409,6 +412,12 @@ class Store:
         doc = coll.find_one({"_id": sid}, {"t": 1, "s": 1})
         return doc is not None and doc.get("t") == token and doc.get("s") == "c"
 
+    def report_commits(self, n: int, k: int) -> None:
+        """Count `k` commits into generation `n` in its counter document (``done``): the manager reads the commit
+        records when this count moves, instead of looking for new ones at every pass. A hint only: a writer that
+        dies between its commit and this report is found by the manager's periodic look."""
+        self.coll("state").update_one({"_id": f"gen.{n}"}, {"$inc": {"done": k}})
+
     def abandon(self, n: int, sid: int, token: str) -> None:
         """Withdraw an uncommitted claim: remove it and its chunks and hand the id back."""
         coll = self.coll(self.gen_name(n))
@@ -545,7 +554,16 @@ class Store:
             query["claimed"] = {"$lte": total_limit - len(sids)}
         inc = {f"per.{s}": 1 for s in sids}
         inc["claimed"] = len(sids)
-        return self.coll("state").find_one_and_update(query, {"$inc": inc}, return_document=ReturnDocument.AFTER)
+        return self.coll("state").find_one_and_update(query, {"$inc": inc}, projection={"served_per": 0},
+                                                      return_document=ReturnDocument.AFTER)
+
+    def claim_slots(self, n: int, k: int, total_limit: int) -> Optional[int]:
+        """Atomically take the next `k` read rights of generation `n` if at most `total_limit` would then be
+        taken (one ``$inc`` of its claim counter): the counter after the claim, or None when the limit refused it."""
+        doc = self.coll("state").find_one_and_update({"_id": f"reads.{n}", "claimed": {"$lte": total_limit - k}},
+                                                     {"$inc": {"claimed": k}}, projection={"claimed": 1},
+                                                     return_document=ReturnDocument.AFTER)
+        return None if doc is None else int(doc["claimed"])
 
     def event(self, n: int) -> Optional[dict[str, Any]]:
         """The swap event of generation `n` (with the tokens it swapped in), or None."""
@@ -566,26 +584,27 @@ class Store:
         return dropped
 
     # ------------------------------------------------------------------ reader side
-    def read_table(self) -> list[dict[str, Any]]:
+    def read_table(self) -> tuple[list[dict[str, Any]], Optional[dict[str, Any]]]:
         """Commit records of the read generation (id, generation, token, field metadata, and ``coll``, the
-        collection holding its chunks), sorted by id: exactly the ids the swap published (its reads document)."""
+        collection holding its chunks), sorted by id: exactly the ids the swap published (its reads document),
+        with that reads document (``([], None)`` before the first swap or when a swap raced the read)."""
         coll = self.read_coll()
         if coll is None:
-            return []
+            return [], None
         try:
             docs = list(self.coll(coll).find({"s": "c"}, {"_id": 1, "g": 1, "t": 1, "f": 1, "k": 1}))
         except pme.OperationFailure as exc:
             if is_cursor_killed(exc):
-                return []  # swapped out mid-read: the caller reloads
+                return [], None  # swapped out mid-read: the caller reloads
             raise
         gens = {int(d["g"]) for d in docs}
         if len(gens) != 1:
-            return []
+            return [], None
         reads = self.reads_doc(gens.pop())
         published = set((reads or {}).get("per") or {})
         docs = [dict(d, coll=coll) for d in docs if str(d["_id"]) in published]
         docs.sort(key=lambda d: d["_id"])
-        return docs
+        return docs, reads
 
     def read_chunks(self, coll: str, token: str) -> list[bytes]:
         """The chunk payloads of one sample of read collection `coll`, in order ([] once it was swapped out)."""
