@@ -222,7 +222,9 @@ def test_writers_stalled_between_reserving_and_claiming_never_lose_a_logged_comm
     def stalling(real):
         def write(self, *args):
             if rng.random() < 0.3:
-                time.sleep(rng.uniform(0.05, 0.6))  # some stalls stay under half the reservation timeout
+                # some stalls stay under half the reservation timeout, some outlast the second after which blocked
+                # writers ask for ids handed back (so a reissued id is taken while its first writer sleeps)
+                time.sleep(rng.uniform(0.05, 1.5))
             return real(self, *args)
         return write
 

@@ -34,6 +34,25 @@ _LOG = logging.getLogger(__name__)
 _WAIT_POLL_S = 0.02
 
 
+#: A batch read fetches at most this many bytes per query (SecantusDB spent 3-4 ms of CPU per MB answering queries of
+#: up to 8 MB, about 5 ms per MB on queries of 8 x 4 MB samples).
+_READ_BATCH_BYTES = 8 * 1024 * 1024
+
+
+def _by_bytes(entries: Sequence[_Entry], limit: int) -> list[list[_Entry]]:
+    """`entries` in order, in runs of at most `limit` payload bytes (a larger sample goes alone)."""
+    runs: list[list[_Entry]] = []
+    size = 0
+    for e in entries:
+        nbytes = sum(f.nbytes for f in e.fields)
+        if not runs or size + nbytes > limit:
+            runs.append([])
+            size = 0
+        runs[-1].append(e)
+        size += nbytes
+    return runs
+
+
 class _Entry:
     __slots__ = ("gen", "sid", "token", "fields", "nchunks", "coll")
 
@@ -289,11 +308,13 @@ class WireheadDataset(Dataset):
                 if entry is None:
                     break
             entries.append(entry)
+        chunks: dict[str, list[bytes]] = {}
         try:
-            chunks = self.store.retry("read chunks", lambda: self.store.read_chunks_many(
-                entries[0].coll, [e.token for e in entries])) if entries else {}
+            for part in _by_bytes(entries, _READ_BATCH_BYTES):
+                chunks.update(self.store.retry("read chunks", lambda: self.store.read_chunks_many(
+                    part[0].coll, [e.token for e in part])))
         except StoreUnavailableError:
-            chunks = {}
+            pass
         out = []
         for i, index in enumerate(indices):
             entry = entries[i] if i < len(entries) else None

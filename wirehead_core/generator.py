@@ -67,9 +67,10 @@ class _ClaimLost(Exception):
     """Internal: our reservation was given to another writer while we wrote."""
 
 
-#: A group commit takes at most this many samples, and this many bytes, in one insert.
+#: A group commit takes at most this many samples, and this many bytes, in one insert. (SecantusDB spent 9-10 ms of
+#: CPU per MB on inserts of 8 x 4 MB samples, 6-8 ms on inserts of 16 MB or less.)
 _GROUP_MAX = 16
-_GROUP_BYTES = 32 * 1024 * 1024
+_GROUP_BYTES = 16 * 1024 * 1024
 
 
 def _commit_meta(encoded: EncodedSample) -> dict[str, Any]:

@@ -63,7 +63,7 @@ class _GenState:
 #: At 50 ms per emulated 16 KB sample, batches took the data plane's peak from 252 to 397 committed samples/s
 #: (32 generators); larger batches held the server long enough to show in readers' latency.
 _VERIFY_BATCH_SAMPLES = 256
-_VERIFY_BATCH_BYTES = 256 * 1024
+_VERIFY_BATCH_BYTES = 4 * 1024 * 1024
 
 
 def _verify_batches(records: list[dict[str, Any]], with_data: bool) -> Iterator[list[dict[str, Any]]]:
