@@ -21,6 +21,9 @@ def test_quick_bench_writes_csvs_and_a_summary_with_targets(tmp_path):
     # the server's CPU per MB is measured for both sides (a server process that did nothing would show 0)
     assert all(float(r["server_cpu_ms_per_mb"]) > 0 and float(r["raw_server_cpu_ms_per_mb"]) > 0 for r in dataplane)
     assert all(0 <= float(r["reader_wait_pct"]) < 100 for r in dataplane)
+    # and the requests it answered: the raw loop sends at least one insert and one query per sample
+    assert all(float(r["raw_requests_per_mb"]) >= 2 / float(r["sample_mb"]) for r in dataplane)
+    assert all(float(r["requests_per_mb"]) > 0 for r in dataplane)
     scaling = list(csv.DictReader((out / "scaling.csv").open()))
     assert [int(r["generators"]) for r in scaling] == [1, 2, 4] and all(r["emulated"] == "True" for r in scaling)
     # the cause of a shortfall is measured: the generators' time waiting for swaps, and the swaps' pace

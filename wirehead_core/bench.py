@@ -131,14 +131,21 @@ def _server_cpu_s(server: LocalServer) -> float:
     return sum(psutil.Process(server.info.pid).cpu_times()[:2]) if server.info is not None else float("nan")
 
 
+def _server_requests(store: Store) -> float:
+    """Requests the server has answered so far (its ``opcounters``; NaN where it keeps none)."""
+    counters = store.server_status().get("opcounters") or {}
+    return float(sum(int(v) for v in counters.values())) if counters else float("nan")
+
+
 def _raw_roundtrip(b: _Bench, server: LocalServer, payload: np.ndarray, count: int) -> dict[str, float]:
-    """`Store.raw_roundtrip` timings plus ``server_cpu_s``: the server's CPU over the insert, the read and the drop."""
+    """`Store.raw_roundtrip` timings plus ``server_cpu_s`` and ``requests``: the server's CPU and the requests it
+    answered over the insert, the read and the drop."""
     config, _ = b.config(swap_cap=max(2, count // 8), mongo__uri=server.uri)
     store = Store(config)
     try:
-        cpu = _server_cpu_s(server)
+        cpu, requests = _server_cpu_s(server), _server_requests(store)
         out = store.raw_roundtrip(payload.tobytes(), count, config.chunk_bytes)
-        return {**out, "server_cpu_s": _server_cpu_s(server) - cpu}
+        return {**out, "server_cpu_s": _server_cpu_s(server) - cpu, "requests": _server_requests(store) - requests}
     finally:
         store.close()
         b.drop(config)
@@ -146,8 +153,9 @@ def _raw_roundtrip(b: _Bench, server: LocalServer, payload: np.ndarray, count: i
 
 def _end_to_end(b: _Bench, server: LocalServer, nbytes: int, count: int, verify: str) -> dict[str, float]:
     """One wirehead run (generator and manager processes, this process reading through the dataset): ``mb_s``,
-    the server's CPU per MB read (``server_cpu_ms_per_mb``) and the share of the window the reader spent waiting
-    for the next generation (``reader_wait_pct``), all over the timed window."""
+    the server's CPU and the requests it answered per MB read (``server_cpu_ms_per_mb``, ``requests_per_mb``) and
+    the share of the window the reader spent waiting for the next generation (``reader_wait_pct``), all over the
+    timed window."""
     from wirehead_core.dataset import WireheadDataset
 
     # reuse target 1 with no tolerance: each sample is read exactly once and no generation is swapped out before it
@@ -171,7 +179,7 @@ def _end_to_end(b: _Bench, server: LocalServer, nbytes: int, count: int, verify:
     ds = WireheadDataset(config, wait_timeout_s=600, return_key=True)
     batch = min(8, config.swap_cap)
     seen: list[int] = []  # generations in the order the reader first got a sample of them
-    started = elapsed = cpu = wait = 0.0
+    started = elapsed = cpu = wait = requests = 0.0
     samples = 0
     try:
         i = 0
@@ -185,17 +193,20 @@ def _end_to_end(b: _Bench, server: LocalServer, nbytes: int, count: int, verify:
                 seen.append(newest)
                 if len(seen) == 2:
                     started, cpu, wait = time.perf_counter(), _server_cpu_s(server), ds.stats.reuse_wait_s
+                    requests = _server_requests(ds.store)
                     continue
             if len(seen) >= 2:
                 samples += len(got)
         elapsed = time.perf_counter() - started
         cpu, wait = _server_cpu_s(server) - cpu, ds.stats.reuse_wait_s - wait
+        requests = _server_requests(ds.store) - requests
     finally:
         terminate(procs)
         ds.close()
         b.drop(config)
     mb = samples * nbytes / _MB
-    return {"mb_s": mb / elapsed, "server_cpu_ms_per_mb": 1000 * cpu / mb, "reader_wait_pct": 100 * wait / elapsed}
+    return {"mb_s": mb / elapsed, "server_cpu_ms_per_mb": 1000 * cpu / mb, "requests_per_mb": requests / mb,
+            "reader_wait_pct": 100 * wait / elapsed}
 
 
 def _dataplane(b: _Bench) -> list[dict[str, Any]]:
@@ -237,6 +248,9 @@ def _dataplane(b: _Bench) -> list[dict[str, Any]]:
                          # of the window the reader waited for the writer side
                          "server_cpu_ms_per_mb": round(top["server_cpu_ms_per_mb"], 2),
                          "raw_server_cpu_ms_per_mb": round(1000 * raw["server_cpu_s"] / total_mb, 2),
+                         # and the requests it answered per MB (the raw loop: one insert and one query per sample)
+                         "requests_per_mb": round(top["requests_per_mb"], 2),
+                         "raw_requests_per_mb": round(raw["requests"] / total_mb, 2),
                          "reader_wait_pct": round(top["reader_wait_pct"], 1)})
             _LOG.info("data plane %s", rows[-1])
     return rows
@@ -578,8 +592,10 @@ def _targets(r: dict[str, list[dict[str, Any]]]) -> list[str]:
             if row["verify"] == "records":
                 out.append(f"- data plane cost ({row['sample_mb']} MB, verify records; no target): server CPU "
                            f"{row['server_cpu_ms_per_mb']:.1f} ms per MB end to end against "
-                           f"{row['raw_server_cpu_ms_per_mb']:.1f} raw (insert, read and drop); the reader waited "
-                           f"{row['reader_wait_pct']:.0f} % of the window for the next generation")
+                           f"{row['raw_server_cpu_ms_per_mb']:.1f} raw (insert, read and drop), "
+                           f"{row['requests_per_mb']:.1f} server requests per MB against "
+                           f"{row['raw_requests_per_mb']:.1f}; "
+                           f"the reader waited {row['reader_wait_pct']:.0f} % of the window for the next generation")
     by_period: dict[float, list[float]] = {}
     for row in r.get("server", []):
         by_period.setdefault(row["checkpoint_s"], []).append(row["raw_insert_read_mb_s"])
