@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import zlib
 from collections.abc import Sequence
 from typing import Any
 
@@ -18,6 +17,11 @@ import numpy as np
 
 from wirehead_core.config import FieldSpec
 from wirehead_core.errors import CorruptSampleError, SampleError
+
+try:  # ISA-L's CRC-32 is zlib's polynomial and values, with SIMD: about 6 x zlib's speed on our machines
+    from isal.isal_zlib import crc32 as _crc32
+except ImportError:  # pragma: no cover - a platform without an isal wheel keeps zlib's
+    from zlib import crc32 as _crc32
 
 __all__ = ["FieldMeta", "EncodedSample", "encode_sample", "decode_sample", "verify_payload", "field_meta_from_doc"]
 
@@ -146,7 +150,7 @@ def encode_sample(
         _check_values(arr, spec.name, dtype, nan_policy)
         view = memoryview(arr.reshape(-1).view(np.uint8)) if arr.size else memoryview(b"")
         arrays.append(view)
-        metas.append(FieldMeta(dtype, tuple(int(d) for d in arr.shape), arr.nbytes, zlib.crc32(view)))
+        metas.append(FieldMeta(dtype, tuple(int(d) for d in arr.shape), arr.nbytes, _crc32(view)))
     total = sum(m.nbytes for m in metas)
     if max_sample_bytes and total > max_sample_bytes:
         raise SampleError(f"sample of {total} bytes exceeds generator.max_sample_bytes = {max_sample_bytes}")
@@ -194,7 +198,7 @@ def _assemble(fields: Sequence[FieldMeta], chunks: Sequence[bytes]) -> bytearray
     whole = memoryview(buf)
     offset = 0
     for meta in fields:
-        if zlib.crc32(whole[offset:offset + meta.nbytes]) != meta.crc32:
+        if _crc32(whole[offset:offset + meta.nbytes]) != meta.crc32:
             raise CorruptSampleError(f"checksum mismatch in a field of dtype {meta.dtype} and shape {list(meta.shape)}")
         offset += meta.nbytes
     return buf
