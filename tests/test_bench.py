@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import statistics
 import subprocess
 
 from wirehead_core.launch import wirehead_command
@@ -21,6 +22,13 @@ def test_quick_bench_writes_csvs_and_a_summary_with_targets(tmp_path):
     # the server's CPU per MB is measured for both sides (a server process that did nothing would show 0)
     assert all(float(r["server_cpu_ms_per_mb"]) > 0 and float(r["raw_server_cpu_ms_per_mb"]) > 0 for r in dataplane)
     assert all(0 <= float(r["reader_wait_pct"]) < 100 for r in dataplane)
+    # the drop's own share of the raw loop's server CPU is measured, and is a part of the whole
+    assert all(0 < float(r["raw_drop_cpu_ms_per_mb"]) < float(r["raw_server_cpu_ms_per_mb"]) for r in dataplane)
+    # a row's ratio is the median of its rounds' ratios, each a wirehead run over its own round's raw loop
+    for r in dataplane:
+        ratios = [float(v) for v in r["ratio_runs"].split(" / ")]
+        assert len(ratios) == int(r["rounds"]) >= 1
+        assert abs(float(r["ratio"]) - statistics.median(ratios)) < 0.01
     # and the requests it answered: the raw loop sends at least one insert and one query per sample
     assert all(float(r["raw_requests_per_mb"]) >= 2 / float(r["sample_mb"]) for r in dataplane)
     assert all(float(r["requests_per_mb"]) > 0 for r in dataplane)
