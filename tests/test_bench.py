@@ -22,6 +22,8 @@ def test_quick_bench_writes_csvs_and_a_summary_with_targets(tmp_path):
     # the server's CPU per MB is measured for both sides (a server process that did nothing would show 0)
     assert all(float(r["server_cpu_ms_per_mb"]) > 0 and float(r["raw_server_cpu_ms_per_mb"]) > 0 for r in dataplane)
     assert all(0 <= float(r["reader_wait_pct"]) < 100 for r in dataplane)
+    # the second baseline (insert and read overlapped, then the drop) is measured
+    assert all(float(r["raw_concurrent_with_drop_mb_s"]) > 0 for r in dataplane)
     # the drop's own share of the raw loop's server CPU is measured, and is a part of the whole
     assert all(0 < float(r["raw_drop_cpu_ms_per_mb"]) < float(r["raw_server_cpu_ms_per_mb"]) for r in dataplane)
     # a row's ratio is the median of its rounds' ratios, each a wirehead run over its own round's raw loop
