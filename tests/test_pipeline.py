@@ -43,7 +43,17 @@ def test_four_generators_manager_and_dataloader_workers_run_twenty_swaps_with_ev
     assert all(e["committed"] == 5 for e in events)
     assert reads > 0 and len({k[0] for k in key_seed}) >= 2, "the readers did not follow the swaps"
     assert all(0 <= sid < 5 for _, sid in key_seed)
-    intervals = [(e["started_at"], e["finished_at"]) for e in events]
+    # each event holds its swap's time, seal to publish, and each step's share (the newest may still await it)
+    timed = [e for e in events if "published_at" in e]
+    assert len(timed) >= len(events) - 1
+    for e in timed:
+        assert e["started_at"] <= e["finished_at"] <= e["published_at"]
+        assert e["duration_s"] == pytest.approx(e["published_at"] - e["started_at"])
+        assert list(e["steps_s"]) == ["seal", "intent", "strays", "indexes", "reads-doc", "promote", "open-next",
+                                      "event", "publish"]
+        assert all(v >= 0 for v in e["steps_s"].values())
+        assert sum(e["steps_s"].values()) == pytest.approx(e["duration_s"], abs=0.002)
+    intervals = [(e["started_at"], e["published_at"]) for e in timed]
     assert all(a[1] <= b[0] for a, b in zip(intervals, intervals[1:])), "two swaps overlapped"
 
 

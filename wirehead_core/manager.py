@@ -112,6 +112,8 @@ class SwapManager:
         # Seconds from every id of a generation handed out to all of them reported committed, as last seen: how long
         # the last commits take to land, so passes are quick only when they are about to
         self._landing_s = 0.0
+        # (step, wall time it began) of the swap in progress: the event reports each step's seconds
+        self._marks: list[tuple[str, float]] = []
 
     def stop(self) -> None:
         """Ask `run` to return after the current step."""
@@ -185,7 +187,8 @@ class SwapManager:
         return time.monotonic() - self._renewed_at < self.config.manager.lease_s / 3
 
     def _checkpoint(self, step: str) -> None:
-        """Before each swap step: the fault hook, then make sure we still hold the lease."""
+        """Before each swap step: mark its start, run the fault hook, then make sure we still hold the lease."""
+        self._marks.append((step, time.time()))
         if self.fault_hook is not None:
             self.fault_hook(step)
         if self._lease_fresh():
@@ -216,6 +219,7 @@ class SwapManager:
         if state["phase"] == "swapping":
             _LOG.warning("manager %s: finishing the swap of generation %d interrupted earlier", self.name,
                          state["swapping_gen"])
+            self._marks = []
             self._finish_swap(int(state["swapping_gen"]), float(state.get("swap_started", time.time())),
                               recovered=True, early=bool(state.get("swap_early", False)))
             return
@@ -420,6 +424,7 @@ class SwapManager:
     def _swap(self, n: int, early: bool) -> None:
         store = self.store
         started = time.time()
+        self._marks = []
         if early:
             _LOG.info("manager %s: early swap of generation %d with %d samples (read rights used up)", self.name,
                       n, len(self._gens[n].verified))
@@ -490,7 +495,8 @@ class SwapManager:
                  "strays_removed": removed,
                  "reissued": gen.reissued, "corrupt": gen.corrupt, "manager": self.name, "recovered": recovered,
                  "early": early}
-        if count and (early or count == cap):  # else a manager that took over moved on; publishing fails below
+        recorded = bool(count and (early or count == cap))  # else a manager that took over moved on
+        if recorded:  # publishing fails below
             store.retry("event", lambda: store.insert_event(event))
         self._checkpoint("publish")
         published = store.retry("publish", lambda: store.set_swap_state(
@@ -499,6 +505,13 @@ class SwapManager:
              "swap_early": False, "read_coll": "read" if rename else coll}))
         if not published:
             return
+        if recorded:
+            # The event, written before the publish so that a manager taking over can finish the swap, gets the
+            # swap's whole time once published: seal to publish, and each step's seconds in step order
+            marks = self._marks + [("", time.time())]
+            timing = {"published_at": marks[-1][1], "duration_s": marks[-1][1] - started,
+                      "steps_s": {step: round(t1 - t0, 6) for (step, t0), (_, t1) in zip(marks, marks[1:])}}
+            store.retry("event timing", lambda: store.update_event(n, timing))
         # The former read generation goes now (under rename, the rename dropped it; this drops collections that
         # stopped writers recreated).
         store.retry("cleanup", lambda: store.drop_leftover_generations(n + 1 if rename else n))

@@ -578,6 +578,10 @@ class Store:
         """Record a completed swap (idempotent by generation)."""
         self.coll("events").replace_one({"_id": event["generation"]}, event, upsert=True)
 
+    def update_event(self, n: int, fields: dict[str, Any]) -> None:
+        """Set `fields` on the event of generation `n`."""
+        self.coll("events").update_one({"_id": n}, {"$set": fields})
+
     def drop_leftover_generations(self, below: int) -> list[str]:
         """Drop ``gen.K`` collections for K < `below` (recreated by writers that lost their claim); names dropped."""
         dropped = []
