@@ -39,6 +39,12 @@ def test_quick_bench_writes_csvs_and_a_summary_with_targets(tmp_path):
     # the cause of a shortfall is measured: the generators' time waiting for swaps, and the swaps' pace
     assert all(0 <= float(r["writers_blocked_pct"]) <= 100 for r in scaling)
     assert any(r["swap_interval_s"] and float(r["swap_interval_s"]) > 0 for r in scaling)
+    # the swap's cost is also counted in the probe updates measured beside it (a probe that never ran gives nan)
+    swap = list(csv.DictReader((out / "swap.csv").open()))
+    for r in swap:
+        assert float(r["state_update_p50_ms_near_swap"]) > 0 and float(r["swap_in_state_updates"]) > 0
+        assert abs(float(r["swap_in_state_updates"]) * float(r["state_update_p50_ms_near_swap"]) / 1000
+                   - float(r["swap_s_median"])) < 0.01 * float(r["swap_s_median"]) + 1e-4
     state = list(csv.DictReader((out / "server.csv").open()))
     assert {float(r["checkpoint_s"]) for r in state} == {60.0, 5.0}
     summary = (out / "summary.md").read_text()

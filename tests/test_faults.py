@@ -17,7 +17,7 @@ from wirehead_core.generator import Generator
 from wirehead_core.manager import SWAP_STEPS, SwapManager
 from wirehead_core.server import LocalServer
 from wirehead_core.sources import sample_seed, seeded
-from wirehead_core.store import Store
+from wirehead_core.store import Store, unpack_tokens
 
 
 def _seeds_of(store: Store, coll: str) -> set[int]:
@@ -252,7 +252,7 @@ def test_writers_stalled_between_reserving_and_claiming_never_lose_a_logged_comm
             per_id[(d["gen"], d["sid"])] += 1
             logged.add(d["token"])
     store = Store(config)
-    swapped = {t for e in store.coll("events").find({}) for t in e["tokens"]}
+    swapped = {t for e in store.coll("events").find({}) for t in unpack_tokens(e)}
     state = store.swap_state()
     open_tokens = {r["t"] for r in store.records(store.gen_name(state["write_gen"]), {"s": "c"}, {"t": 1})}
     assert manager.swaps_done == 40

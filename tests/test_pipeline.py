@@ -15,7 +15,7 @@ from wirehead_core.dataset import WireheadDataset
 from wirehead_core.generator import Generator
 from wirehead_core.manager import SwapManager
 from wirehead_core.sources import seeded, verify_seeded
-from wirehead_core.store import Store
+from wirehead_core.store import Store, unpack_tokens
 
 
 def test_four_generators_manager_and_dataloader_workers_run_twenty_swaps_with_every_byte_verified(make_config, procs):
@@ -185,6 +185,10 @@ def test_a_fast_source_of_small_samples_is_committed_in_groups_with_every_byte_i
     store = Store(config)
     events = sorted(store.coll("events").find({}), key=lambda e: e["_id"])
     assert [e["committed"] for e in events] == [40, 40]
+    # an event holds the tokens it swapped in as one binary value, 16 bytes each: the read generation's tokens
+    assert all(isinstance(e["tokens"], bytes) and len(e["tokens"]) == 16 * 40 for e in events)
+    read_tokens = {r["t"] for r in store.records(store.gen_name(1), {"s": "c"}, {"t": 1})}
+    assert set(unpack_tokens(events[1])) == read_tokens and len(read_tokens) == 40
     ds = WireheadDataset(config, return_key=True)
     seeds = {verify_seeded(ds[i][:2], config.fields) for i in range(40)}  # raises on any wrong byte
     assert len(seeds) == 40

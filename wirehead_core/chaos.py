@@ -32,7 +32,7 @@ from wirehead_core.launch import spawn, terminate, wirehead_command
 from wirehead_core.manager import SWAP_STEPS
 from wirehead_core.server import LocalServer
 from wirehead_core.sources import verify_seeded
-from wirehead_core.store import Store
+from wirehead_core.store import Store, unpack_tokens
 
 __all__ = ["ChaosOptions", "run_chaos", "format_report", "add_cli"]
 
@@ -308,7 +308,7 @@ def _audit(h: _Harness, store: Store, readers: list[_ReaderThread], elapsed: flo
     swapped: set[str] = set()
     events = list(store.coll("events").find({}))
     for e in events:
-        swapped.update(e.get("tokens", []))
+        swapped.update(unpack_tokens(e))
     state = store.swap_state() or {"write_gen": 0}
     open_tokens: set[str] = set()
     for n in (int(state["write_gen"]), int(state["write_gen"]) + 1):
@@ -324,7 +324,7 @@ def _audit(h: _Harness, store: Store, readers: list[_ReaderThread], elapsed: flo
         "elapsed_s": elapsed, "swaps": len(events), "swap_cap": h.opts.swap_cap, "generators": h.opts.generators,
         "faults": dict(h.faults), "manager_kills_inside_swap": h.manager_kills_in_swap,
         "samples_committed": len(committed), "samples_lost_after_commit": len(lost),
-        "duplicate_tokens_across_swaps": sum(len(e.get("tokens", [])) for e in events) - len(swapped),
+        "duplicate_tokens_across_swaps": sum(len(unpack_tokens(e)) for e in events) - len(swapped),
         "reads": sum(r.reads for r in readers), "corrupt_reads": sum(r.corrupt for r in readers),
         "failed_reads": sum(r.failed for r in readers),
         "longest_reader_stall_s": max((r.longest_stall_s for r in readers), default=0.0),

@@ -27,7 +27,7 @@ from typing import Any, Optional
 from wirehead_core.codec import EncodedSample, encode_sample
 from wirehead_core.config import Config
 from wirehead_core.errors import SampleError, StoreUnavailableError, WireheadError
-from wirehead_core.store import Store
+from wirehead_core.store import Store, unpack_tokens
 
 __all__ = ["Generator", "GeneratorStats", "SourceError"]
 
@@ -347,7 +347,7 @@ class Generator:
                 self.stop_event.wait(self.config.generator.poll_s)  # being swapped in right now: wait for it
                 continue
             event = store.retry("read swap event", lambda: store.event(gen))
-            return event is not None and token in event.get("tokens", ())
+            return event is not None and token in unpack_tokens(event)
         return False
 
     def _abandon(self, gen: int, sid: int, token: str) -> None:

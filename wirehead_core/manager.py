@@ -31,7 +31,7 @@ from typing import Any, Iterator, Optional
 from wirehead_core.codec import field_meta_from_doc, verify_payload
 from wirehead_core.config import Config
 from wirehead_core.errors import CorruptSampleError, LeaseLostError, StoreUnavailableError
-from wirehead_core.store import Store
+from wirehead_core.store import Store, pack_tokens
 
 __all__ = ["SwapManager", "SWAP_STEPS", "fault_hook_from_env"]
 
@@ -491,7 +491,7 @@ class SwapManager:
         count = len(swapped)
         finished = time.time()
         event = {"_id": n, "generation": n, "started_at": started, "finished_at": finished,
-                 "duration_s": finished - started, "committed": len(swapped), "tokens": [r["t"] for r in swapped],
+                 "duration_s": finished - started, "committed": len(swapped), "tokens": pack_tokens([r["t"] for r in swapped]),
                  "strays_removed": removed,
                  "reissued": gen.reissued, "corrupt": gen.corrupt, "manager": self.name, "recovered": recovered,
                  "early": early}
