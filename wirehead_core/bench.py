@@ -323,20 +323,25 @@ def _dataplane(b: _Bench) -> list[dict[str, Any]]:
                          # read and drop, as wirehead's covers the generations it drops in the window; the drop's
                          # own share beside it), the requests it answered per MB (the raw loop: one insert and one
                          # query per sample), and how much of the window the reader waited for the writer side
-                         "server_cpu_ms_per_mb": round(_median([run["server_cpu_ms_per_mb"] for run in runs[mode]]), 2),
+                         "server_cpu_ms_per_mb": round(_median_of(runs[mode], "server_cpu_ms_per_mb"), 2),
                          "raw_server_cpu_ms_per_mb": round(_median([1000 * r["server_cpu_s"] / total_mb for r in raws]), 2),
                          "raw_drop_cpu_ms_per_mb": round(_median([1000 * r["drop_cpu_s"] / total_mb for r in raws]), 2),
                          "raw_concurrent_server_cpu_ms_per_mb": round(
                              _median([1000 * c["server_cpu_s"] / total_mb for c in concurrent]), 2),
-                         "requests_per_mb": round(_median([run["requests_per_mb"] for run in runs[mode]]), 2),
+                         "requests_per_mb": round(_median_of(runs[mode], "requests_per_mb"), 2),
                          "raw_requests_per_mb": round(_median([r["requests"] / total_mb for r in raws]), 2),
-                         "reader_wait_pct": round(_median([run["reader_wait_pct"] for run in runs[mode]]), 1)})
+                         "reader_wait_pct": round(_median_of(runs[mode], "reader_wait_pct"), 1)})
             _LOG.info("data plane %s", rows[-1])
     return rows
 
 
 def _median(values: list[float]) -> float:
     return float(statistics.median(values))
+
+
+def _median_of(runs: list[dict[str, float]], key: str) -> float:
+    """The median of one measurement over runs."""
+    return _median([run[key] for run in runs])
 
 
 def _server_state(b: _Bench) -> list[dict[str, Any]]:
@@ -471,7 +476,8 @@ def _swap_run(b: _Bench, server: LocalServer, promote: str, cap: int) -> dict[st
 
     def read() -> None:
         ds = WireheadDataset(config, wait_timeout_s=600)
-        probe = Store(config).coll("state")
+        probe_store = Store(config)
+        probe = probe_store.coll("state")
         ds[0]  # waits for the first generation: not a read latency
         i = 1
         while not stop.is_set():
@@ -484,6 +490,7 @@ def _swap_run(b: _Bench, server: LocalServer, promote: str, cap: int) -> dict[st
             i += 1
             stop.wait(_SWAP_PACE_S)
         ds.close()
+        probe_store.close()
 
     rt = threading.Thread(target=read)
     rt.start()
@@ -499,19 +506,24 @@ def _swap_run(b: _Bench, server: LocalServer, promote: str, cap: int) -> dict[st
     # where a swap's time goes: each step's median over the same swaps, in step order
     steps = list(dict.fromkeys(step for e in timed for step in e.get("steps_s", {})))
     step_ms = {step: 1000 * statistics.median([e["steps_s"].get(step, 0.0) for e in timed]) for step in steps}
-    def near_swap(t: float) -> bool:  # within a second of a swap
-        return any(e["started_at"] - 1.0 <= t <= e.get("published_at", e["finished_at"]) + 1.0 for e in events)
+    windows = [(e["started_at"] - 1.0, e.get("published_at", e["finished_at"]) + 1.0) for e in events]
 
-    near = [lat for t, lat in latencies if near_swap(t)]
-    far = [lat for t, lat in latencies if not near_swap(t)]
+    def near_swap(t: float) -> bool:  # within a second of a swap
+        return any(lo <= t <= hi for lo, hi in windows)
+
+    near: list[float] = []
+    far: list[float] = []
+    for t, lat in latencies:
+        (near if near_swap(t) else far).append(lat)
     request = statistics.median([lat for t, lat in probes if near_swap(t)] or [float("nan")])
+    swap_s = statistics.median(durations)
     b.drop(config)
     return {"promote": promote, "swap_cap": cap, "sample_kb": 64, "paced_ms": 1000 * _SWAP_PACE_S,
             "swaps": len(events),
-            "swap_s_median": round(statistics.median(durations), 4),
+            "swap_s_median": round(swap_s, 4),
             "steps_ms_median": " / ".join(f"{step} {ms:.1f}" for step, ms in step_ms.items()),
             "state_update_p50_ms_near_swap": round(request * 1000, 2),
-            "swap_in_state_updates": round(statistics.median(durations) / request, 2),
+            "swap_in_state_updates": round(swap_s / request, 2),
             "read_p50_ms_near_swap": round(_pct(near, 0.5) * 1000, 2),
             "read_p99_ms_near_swap": round(_pct(near, 0.99) * 1000, 2),
             "read_p50_ms_elsewhere": round(_pct(far, 0.5) * 1000, 2),

@@ -491,8 +491,8 @@ class SwapManager:
         count = len(swapped)
         finished = time.time()
         event = {"_id": n, "generation": n, "started_at": started, "finished_at": finished,
-                 "duration_s": finished - started, "committed": len(swapped), "tokens": pack_tokens([r["t"] for r in swapped]),
-                 "strays_removed": removed,
+                 "duration_s": finished - started, "committed": count,
+                 "tokens": pack_tokens([r["t"] for r in swapped]), "strays_removed": removed,
                  "reissued": gen.reissued, "corrupt": gen.corrupt, "manager": self.name, "recovered": recovered,
                  "early": early}
         recorded = bool(count and (early or count == cap))  # else a manager that took over moved on
