@@ -241,6 +241,26 @@ def test_a_group_insert_that_meets_a_taken_id_commits_the_others_and_removes_its
     assert {r["_id"]: r["s"] for r in store.records("gen.0", {})} == {0: "c", 1: "w", 2: "c"}
 
 
+@pytest.mark.parametrize("asked", [3, 40])
+def test_the_manager_finds_the_commits_it_has_not_verified_by_id_or_by_state(make_config, asked):
+    # `commit_records` asks for a few ids by id and for more by state from the lowest: either way it returns
+    # every commit among them and no claim (chunks, whose ids are not sample ids, are never records)
+    config, _ = make_config(swap_cap=60)
+    SwapManager(config).step()  # opens generation 0
+    store = Store(config)
+    coll = store.coll("gen.0")
+    for sid in range(60):
+        state = "w" if sid % 3 == 0 else "c"
+        coll.insert_many([{"t": f"tok{sid}", "c": 0, "n": 1, "d": b"x"},
+                          {"_id": sid, "g": 0, "t": f"tok{sid}", "s": state, "k": 1}])
+    ids = list(range(60 - asked, 60))
+    got = store.commit_records("gen.0", ids, {"t": 1})
+    wanted = [sid for sid in ids if sid % 3]
+    assert [r["_id"] for r in got if r["_id"] in ids] == wanted
+    assert all(r["s"] == "c" and r["t"] == f"tok{r['_id']}" for r in got)
+    store.close()
+
+
 def test_a_batch_is_read_with_one_query_and_matches_reading_each_sample(make_config, monkeypatch):
     config, _ = make_config(swap_cap=6)
     fill_and_swap(config, 1, seeded(config, seed=3, count=6))

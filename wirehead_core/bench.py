@@ -441,16 +441,23 @@ def _swap_cost(b: _Bench) -> list[dict[str, Any]]:
     for promote, cap in itertools.product(("pointer", "rename"), b.opts.swap_caps):
         # A fresh server for each, so every setting starts from the same server state.
         with b.own_server(f"swap-{promote}-{cap}") as server:
-            rows.append(_swap_run(b, server, promote, cap))
+            rows.append(_swap_run(b, server, promote, cap, _swaps_at(cap)))
         _LOG.info("swap cost %s", rows[-1])
     return rows
+
+
+def _swaps_at(cap: int) -> int:
+    """Swaps to run at `cap`: 7, and more where they are quick, up to 41 at cap 10 (a swap takes a few requests,
+    milliseconds, so a median of 6 at a small cap moved between runs by as much as the cap itself: 2.6 to 4.8 ms at
+    cap 10). The first swap is left out of every median (it has no former read generation)."""
+    return 7 + 340 // cap
 
 
 # emulated generation cost per sample and pause between reads in the swap runs (at most 200 samples/s each way)
 _SWAP_PACE_S = 0.005
 
 
-def _swap_run(b: _Bench, server: LocalServer, promote: str, cap: int) -> dict[str, Any]:
+def _swap_run(b: _Bench, server: LocalServer, promote: str, cap: int, swaps: int) -> dict[str, Any]:
     """Swap durations and read latencies with a generator and a manager running as their own processes, as in
     production, and a reader in this one.
 
@@ -461,8 +468,6 @@ def _swap_run(b: _Bench, server: LocalServer, promote: str, cap: int) -> dict[st
 
     config, path = b.config(swap_cap=cap, fields=[{"name": "image", "dtype": "uint8", "shape": [64, 1024]}],
                             manager__poll_s=0.01, manager__promote=promote, mongo__uri=server.uri)
-    # 7 swaps at every cap: the first is left out (it has no former read generation), the median of 6 remains
-    swaps = 7
     manager = spawn(wirehead_command("manager", "--config", str(path), "--max-swaps", str(swaps)),
                     b.workdir / "logs" / "swap-m.log")
     generator = spawn(wirehead_command("generate", "--config", str(path), "--source", "wirehead_core.sources:seeded",

@@ -335,10 +335,15 @@ class SwapManager:
             if now - gen.records_read_at < 1.0 and not due:
                 return
         gen.records_read_at = now
-        # Ids are mostly committed in the order they were handed out: read from the lowest id not verified yet.
-        lowest = next((sid for sid in range(self.config.swap_cap) if sid not in gen.verified), 0)
-        records = store.retry("records", lambda: store.records(coll, {"s": "c", "_id": {"$gte": lowest}},
-                                                               {"t": 1, "f": 1, "k": 1, "b": 1}))
+        # A commit not verified yet is of an id handed out (below the counter's ``next``; an id handed back is below
+        # it too) and not verified: while a generation fills, a few, and asking for them alone costs a pass the
+        # same at every cap (see `Store.commit_records`).
+        cap = self.config.swap_cap
+        handed = cap if gen_doc is None else min(int(gen_doc["next"]), cap)
+        ids = [sid for sid in range(handed) if sid not in gen.verified]
+        if not ids:
+            return
+        records = store.retry("records", lambda: store.commit_records(coll, ids, {"t": 1, "f": 1, "k": 1, "b": 1}))
         mode = self.config.manager.verify
         new = [rec for rec in records if int(rec["_id"]) not in gen.verified]
         for batch in _verify_batches(new, with_data=mode == "full"):

@@ -47,6 +47,8 @@ _DUPLICATE_KEY = 11000
 _AUTH_CODES = {13, 18}  # Unauthorized, AuthenticationFailed
 _NAMESPACE_NOT_FOUND = 26
 _NAMESPACE_EXISTS = 48
+#: `Store.commit_records` asks for at most this many ids by id, more by state.
+_BY_ID_MAX = 16
 #: Payload bytes per insert_many call: a few chunks per round trip, below the 48 MB message limit.
 _BATCH_BYTES = 32 * 1024 * 1024
 
@@ -472,6 +474,18 @@ class Store:
                 ) -> list[dict[str, Any]]:
         """Sample records (claims and commits) matching `query`, sorted by id client-side."""
         docs = list(self.coll(coll_name).find({"s": {"$in": ["w", "c"]}, **query}, projection))
+        docs.sort(key=lambda d: d["_id"])
+        return docs
+
+    def commit_records(self, coll_name: str, ids: Sequence[int], projection: dict[str, Any]) -> list[dict[str, Any]]:
+        """The commit records among ids `ids` (ascending; a claim is left out), sorted by id; maybe others above
+        the lowest too. A few ids are asked for by id; more, by state from the lowest. (At cap 1000 SecantusDB
+        answers ``_id $in`` of 3 ids in 0.6 ms and of 30 in 1.9 ms, where a state-and-range query scans every
+        record, 20 ms; but its ``$in`` grows with the square of the list: 63 ms for 300 ids.)"""
+        projection = {**projection, "s": 1}
+        if len(ids) > _BY_ID_MAX:
+            return self.records(coll_name, {"s": "c", "_id": {"$gte": ids[0]}}, projection)
+        docs = [d for d in self.coll(coll_name).find({"_id": {"$in": list(ids)}}, projection) if d.get("s") == "c"]
         docs.sort(key=lambda d: d["_id"])
         return docs
 
