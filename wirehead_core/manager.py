@@ -450,7 +450,7 @@ class SwapManager:
         rename = self.config.manager.promote == "rename"
         gen = self._gens.setdefault(n, _GenState())
         removed = 0
-        committed: Optional[list[dict[str, Any]]] = None  # the final commit records, once strays are gone
+        tokens: Optional[list[str]] = None  # the final commits' tokens in id order, once strays are gone
         # This manager opened the generation and is not finishing another's swap: the collection exists, with the
         # indexes it was created with (a recovery checks both: a rename may have happened, a writer may have
         # recreated a dropped collection).
@@ -475,9 +475,10 @@ class SwapManager:
             self._checkpoint("reads-doc")
             if clean and gen.reads_doc and len(gen.verified) == cap:
                 # Every id 0..cap-1 verified and none changed hands: the set is known, its reads document written.
-                committed = [{"_id": sid, "t": token} for sid, token in sorted(gen.verified.items())]
+                tokens = [gen.verified[sid] for sid in range(cap)]
             else:
                 committed = store.retry("records", lambda: store.records(coll, {"s": "c"}, {"_id": 1, "t": 1}))
+                tokens = [r["t"] for r in committed]
                 store.retry("reads doc", lambda: store.create_reads_doc(n, [int(r["_id"]) for r in committed],
                                                                         replace=True))
             self._checkpoint("promote")
@@ -491,13 +492,14 @@ class SwapManager:
         self._checkpoint("event")
         # Sealed and cleaned, the set cannot change any more: the records read before the rename are those the read
         # collection holds. A manager finishing another's swap after the rename reads them from there.
-        swapped = committed if committed is not None else store.retry(
-            "records", lambda: store.records("read" if rename else coll, {"s": "c", "g": n}, {"t": 1}))
-        count = len(swapped)
+        if tokens is None:
+            tokens = [r["t"] for r in store.retry("records", lambda: store.records(
+                "read" if rename else coll, {"s": "c", "g": n}, {"t": 1}))]
+        count = len(tokens)
         finished = time.time()
         event = {"_id": n, "generation": n, "started_at": started, "finished_at": finished,
                  "duration_s": finished - started, "committed": count,
-                 "tokens": pack_tokens([r["t"] for r in swapped]), "strays_removed": removed,
+                 "tokens": pack_tokens(tokens), "strays_removed": removed,
                  "reissued": gen.reissued, "corrupt": gen.corrupt, "manager": self.name, "recovered": recovered,
                  "early": early}
         recorded = bool(count and (early or count == cap))  # else a manager that took over moved on
