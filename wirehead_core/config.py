@@ -115,9 +115,12 @@ class GeneratorConfig:
             No policy ever discards a sample.
         nan_policy ("allow" | "reject"): whether floating fields may hold NaN or Inf.
         max_sample_bytes (int): a sample larger than this is rejected (0 = no limit).
-        prefetch (int): encoded samples that may wait for the writer thread, so the source generates the next
+        prefetch (int): encoded samples that may wait for the writer threads, so the source generates the next
             sample while the previous one is written. Small samples may queue up to 32 MiB (at most 16) even when
             this is lower: the writer commits the ones waiting together, in one reservation and one insert.
+        writers (int): writer threads, each with its own connection: while one inserts a group, the next encodes and
+            reserves its own, so the server is not left waiting between inserts. Groups then land side by side,
+            not in the order the source made them; 1 keeps that order.
         poll_s (float): how often a blocked generator first checks whether a swap happened; the wait doubles with
             each check, up to 16 x, so many blocked generators do not take the server from the manager.
         heartbeat_s (float): how often a generator publishes its counters.
@@ -127,12 +130,14 @@ class GeneratorConfig:
     nan_policy: Literal["allow", "reject"] = "allow"
     max_sample_bytes: int = 0
     prefetch: int = 1
+    writers: int = 2
     poll_s: float = 0.05
     heartbeat_s: float = 1.0
 
     def validate(self, key: str) -> None:
         _check(self.max_sample_bytes >= 0, f"{key}.max_sample_bytes", "expected an integer >= 0")
         _check(self.prefetch >= 1, f"{key}.prefetch", "expected an integer >= 1")
+        _check(self.writers >= 1, f"{key}.writers", "expected an integer >= 1")
         _check(self.poll_s > 0, f"{key}.poll_s", "expected a number > 0")
         _check(self.heartbeat_s > 0, f"{key}.heartbeat_s", "expected a number > 0")
 

@@ -99,7 +99,13 @@ class Generator:
         self.store = Store(config, stop_event=self.stop_event)
         self.stats = GeneratorStats()
         self._write_gen: Optional[int] = None
-        self._reserve_at = 0.0  # monotonic time before which the write generation is known to be full
+        # generation -> monotonic time before which it is known to have no id left (asked again then, for ids
+        # handed back after a writer died); shared by the writer threads, under `_lock` as the counters are
+        self._full: dict[int, float] = {}
+        self._lock = threading.Lock()
+        self._writer = threading.local()  # per writer thread: samples it settled (committed or abandoned)
+        self._blocked = 0  # writer threads waiting for a swap now, and when that number last changed
+        self._blocked_since = 0.0
         self._started = 0.0
         self._beat_stop = threading.Event()
         self._commit_log = open(commit_log, "a", buffering=1) if commit_log else None
@@ -116,8 +122,9 @@ class Generator:
     def run(self, max_samples: Optional[int] = None) -> GeneratorStats:
         """Commit samples until the source ends, `max_samples` are committed, or `stop()` is called.
 
-        The source runs in the calling thread and a writer thread commits, so generating the next sample overlaps
-        writing the previous one (``generator.prefetch`` samples may wait in between).
+        The source runs in the calling thread and ``generator.writers`` writer threads commit, so generating the
+        next sample overlaps writing the previous ones (``generator.prefetch`` samples may wait in between), and one
+        writer's insert overlaps the next one's reservation and encoding.
 
         Raises:
             SampleError: a sample does not match the configured fields (nothing committed is affected).
@@ -129,7 +136,7 @@ class Generator:
         beat.start()
         pending: Optional[queue.Queue] = None
         failure: list[BaseException] = []
-        writer: Optional[threading.Thread] = None
+        writers: list[threading.Thread] = []
         iterator = iter(self.source)
         try:
             while not self.stop_event.is_set() and not failure:
@@ -148,19 +155,22 @@ class Generator:
                 if pending is None:  # sized by the first sample: small samples may queue up for group commits
                     pending = queue.Queue(maxsize=max(self.config.generator.prefetch,
                                                       min(_GROUP_MAX, _GROUP_BYTES // max(1, encoded.nbytes))))
-                    writer = threading.Thread(target=self._write_loop, args=(pending, failure),
-                                              name="wirehead-writer", daemon=True)
-                    writer.start()
+                    writers = [threading.Thread(target=self._write_loop, args=(pending, failure),
+                                                name=f"wirehead-writer-{i}", daemon=True)
+                               for i in range(self.config.generator.writers)]
+                    for writer in writers:
+                        writer.start()
                 while not self._offer(pending, encoded):
                     if self.stop_event.is_set() or failure:
-                        self.stats.abandoned += 1
+                        self._settle(abandoned=1)
                         break
         finally:
-            if pending is not None and writer is not None:
-                self._offer(pending, None, wait=False)
-                while writer.is_alive():
+            if pending is not None:
+                self._offer(pending, None, wait=False)  # one end marker per writer: each stops at the first it gets
+                while any(writer.is_alive() for writer in writers):
                     self._offer(pending, None)
-                    writer.join(timeout=0.1)
+                    for writer in writers:
+                        writer.join(timeout=0.1 / len(writers))
             self.stats.elapsed_s = time.monotonic() - self._started
             self._beat_stop.set()
             beat.join(timeout=5)
@@ -185,9 +195,17 @@ class Generator:
         except queue.Full:
             return False
 
+    def _settle(self, committed: int = 0, abandoned: int = 0) -> None:
+        """Count samples committed or abandoned (from any thread; a writer thread also counts them as its own)."""
+        with self._lock:
+            self.stats.committed += committed
+            self.stats.abandoned += abandoned
+        self._writer.settled = getattr(self._writer, "settled", 0) + committed + abandoned
+
     def _write_loop(self, pending: queue.Queue, failure: list[BaseException]) -> None:
-        """Writer thread: commit encoded samples in order until the end marker (None), the ones already waiting
-        together (a group commit: one reservation and one insert for the group)."""
+        """Writer thread: commit encoded samples in the order it takes them until the end marker (None), the ones
+        already waiting together (a group commit: one reservation and one insert for the group). With several
+        writers, groups are committed side by side, so samples of different groups may land out of order."""
         held: Optional[EncodedSample] = None
         ending = False
         while not ending:
@@ -209,21 +227,21 @@ class Generator:
                     break
                 group.append(item)
                 size += item.nbytes
-            settled = self.stats.committed + self.stats.abandoned
+            self._writer.settled = 0
             try:
                 if failure:
-                    self.stats.abandoned += len(group)
+                    self._settle(abandoned=len(group))
                 else:
                     self._commit_group(group)
             except BaseException as exc:  # noqa: BLE001 - handed to the run loop, which raises it
                 failure.append(exc)
-                self.stats.abandoned += len(group) - (self.stats.committed + self.stats.abandoned - settled)
+                self._settle(abandoned=len(group) - self._writer.settled)
 
     def _commit_one(self, encoded: EncodedSample) -> None:
         if self._commit(encoded):
-            self.stats.committed += 1
+            self._settle(committed=1)
         else:
-            self.stats.abandoned += 1
+            self._settle(abandoned=1)
 
     def _commit_group(self, group: list[EncodedSample]) -> None:
         """Commit `group` in order: each run of one-chunk samples with one reservation and one ordered insert for as
@@ -239,7 +257,7 @@ class Generator:
                 run += 1
             placed = self._reserve(run)
             if placed is None:  # stopped while waiting for a swap
-                self.stats.abandoned += len(group)
+                self._settle(abandoned=len(group))
                 return
             gen, sids, asked = placed
             part, group = group[:len(sids)], group[len(sids):]
@@ -252,10 +270,11 @@ class Generator:
             for ok, real, sid, token, encoded in zip(done, landed, sids, tokens, part):
                 if real:
                     self._log_commit(gen, sid, token)
-                    self.stats.committed += 1
+                    self._settle(committed=1)
                     continue
                 if not self.stop_event.is_set():  # the id was reissued, or the commit landed where nobody reads
-                    self.stats.claims_lost += 1
+                    with self._lock:
+                        self.stats.claims_lost += 1
                     if ok:
                         store.retry("drop chunks", lambda: store.drop_token_chunks(gen, token))
                 self._commit_one(encoded)
@@ -303,7 +322,8 @@ class Generator:
                 if self.stop_event.is_set():
                     self._abandon(gen, sid, token)
                     return False
-                self.stats.claims_lost += 1
+                with self._lock:
+                    self.stats.claims_lost += 1
                 _LOG.warning("generator %s: id %d of generation %d was reissued while we wrote it; rewriting",
                              self.name, sid, gen)
                 store.retry("drop chunks", lambda: store.drop_token_chunks(gen, token))
@@ -376,26 +396,33 @@ class Generator:
                     continue
                 self._write_gen = int(state["write_gen"])
             gen = self._write_gen
-            # Full (a reservation found no id, or took the last new one under ``block``): wait for the swap, but
-            # ask again now and then for ids handed back after a writer died.
-            retry_later = time.monotonic() + max(1.0, self.config.generator.poll_s)
-            if time.monotonic() >= self._reserve_at:
-                for candidate in (gen, gen + 1) if carry else (gen,):
-                    asked = time.monotonic()
-                    sids, fresh = store.retry("reserve", lambda: store.reserve(candidate, self.config.swap_cap, k))
-                    if sids:
-                        if fresh and sids[-1] == self.config.swap_cap - 1 and not carry:
-                            self._reserve_at = retry_later
-                        return candidate, sids, asked if fresh else None
-                self._reserve_at = retry_later
+            # A generation with no id left (a reservation found none, or took its last new one) is not asked again
+            # before the swap, but now and then, for ids handed back after a writer died. Under ``carry`` the next
+            # one is asked straight away; once every candidate is full, wait for the swap.
+            candidates = (gen, gen + 1) if carry else (gen,)
+            for candidate in candidates:
+                if self._full_until(candidate) > time.monotonic():
+                    continue
+                asked = time.monotonic()
+                sids, fresh = store.retry("reserve", lambda: store.reserve(candidate, self.config.swap_cap, k))
+                if not sids or (fresh and sids[-1] == self.config.swap_cap - 1):
+                    with self._lock:
+                        self._full[candidate] = time.monotonic() + max(1.0, self.config.generator.poll_s)
+                if sids:
+                    return candidate, sids, asked if fresh else None
             state = store.retry("read swap state", store.swap_state)
             if state is not None and int(state["write_gen"]) != gen:
-                self._write_gen = int(state["write_gen"])
-                self._reserve_at = 0.0
+                with self._lock:
+                    self._write_gen = int(state["write_gen"])
+                    self._full = {g: t for g, t in self._full.items() if g >= self._write_gen}
                 continue
             self._blocked_wait(self._poll_delay(polls))
             polls += 1
         return None
+
+    def _full_until(self, gen: int) -> float:
+        with self._lock:
+            return self._full.get(gen, 0.0)
 
     def _poll_delay(self, polls: int) -> float:
         """Wait before a blocked writer's next swap-state check: ``poll_s``, doubling with each check up to 16 x,
@@ -405,10 +432,20 @@ class Generator:
         return poll_s * min(2 ** polls, 16) * random.uniform(0.5, 1.0)
 
     def _blocked_wait(self, seconds: float) -> None:
-        """Wait for a swap (backpressure), counting the time as blocked."""
-        started = time.monotonic()
-        self.stop_event.wait(seconds)
-        self.stats.blocked_s += time.monotonic() - started
+        """Wait for a swap (backpressure), counting the time while any writer waits as blocked."""
+        self._count_blocked(1)
+        try:
+            self.stop_event.wait(seconds)
+        finally:
+            self._count_blocked(-1)
+
+    def _count_blocked(self, change: int) -> None:
+        with self._lock:
+            now = time.monotonic()
+            if self._blocked:
+                self.stats.blocked_s += now - self._blocked_since
+            self._blocked_since = now
+            self._blocked += change
 
     # ------------------------------------------------------------------ heartbeat
     def _publish(self, final: bool = False) -> None:
