@@ -249,8 +249,8 @@ class SwapManager:
         for old in [g for g in self._gens if g < write]:
             del self._gens[old]
         full = len(self._gens[write].verified) >= self.config.swap_cap
-        self._due = (carry or reuse.when_readers_ahead == "early_swap"
-                     or self._swap_due(write, docs.get(f"gen.{write}")))
+        # Under ``carry`` too: generators then write into the next generation, but a swap still needs this one full.
+        self._due = reuse.when_readers_ahead == "early_swap" or self._swap_due(write, docs.get(f"gen.{write}"))
         decision = self._reuse_decision(state, write, full, docs.get(f"reads.{write - 1}"))
         if decision == "swap":
             self._swap(write, early=False)
@@ -260,7 +260,7 @@ class SwapManager:
     def _swap_due(self, write: int, gen_doc: Optional[dict[str, Any]]) -> bool:
         """Whether the write generation may be full soon: once all its ids are reported committed, or every id is
         handed out and the last commits may land (three quarters of the time they took last time has passed). Until
-        then nothing waits on this manager (readers under ``early_swap`` and ``carry`` aside, see `step`)."""
+        then nothing waits on this manager (readers under ``early_swap`` aside, see `step`)."""
         gen, cap, now = self._gens[write], self.config.swap_cap, time.monotonic()
         if gen_doc is None or int(gen_doc.get("done", 0)) >= cap or len(gen.verified) >= cap:
             if gen.handed_out_at is not None:
