@@ -45,7 +45,7 @@ class GeneratorStats:
     Attributes:
         produced: samples pulled from the source and encoded.
         committed: samples committed (visible to the manager); never fewer than produced minus one in flight.
-        blocked_s: seconds spent waiting for a swap because the write generation was full.
+        blocked_s: seconds during which a writer thread waited for a swap because the write generation was full.
         claims_lost: ids taken away (this process was presumed dead) and written again under a new id.
         abandoned: samples produced but not committed because the generator was stopped while writing them.
         elapsed_s: wall time of the run.
