@@ -71,6 +71,8 @@ class _ClaimLost(Exception):
 #: CPU per MB on inserts of 8 x 4 MB samples, 6-8 ms on inserts of 16 MB or less.)
 _GROUP_MAX = 16
 _GROUP_BYTES = 16 * 1024 * 1024
+#: Samples of at least this many bytes get two writer threads unless ``generator.writers`` says otherwise.
+_TWO_WRITERS_BYTES = 512 * 1024
 
 
 def _commit_meta(encoded: EncodedSample) -> dict[str, Any]:
@@ -157,7 +159,8 @@ class Generator:
                                                       min(_GROUP_MAX, _GROUP_BYTES // max(1, encoded.nbytes))))
                     writers = [threading.Thread(target=self._write_loop, args=(pending, failure),
                                                 name=f"wirehead-writer-{i}", daemon=True)
-                               for i in range(self.config.generator.writers)]
+                               for i in range(self.config.generator.writers
+                                              or (2 if encoded.nbytes >= _TWO_WRITERS_BYTES else 1))]
                     for writer in writers:
                         writer.start()
                 while not self._offer(pending, encoded):
