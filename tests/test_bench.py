@@ -26,11 +26,16 @@ def test_quick_bench_writes_csvs_and_a_summary_with_targets(tmp_path):
     assert all(float(r["raw_concurrent_with_drop_mb_s"]) > 0 for r in dataplane)
     # the drop's own share of the raw loop's server CPU is measured, and is a part of the whole
     assert all(0 < float(r["raw_drop_cpu_ms_per_mb"]) < float(r["raw_server_cpu_ms_per_mb"]) for r in dataplane)
-    # a row's ratio is the median of its rounds' ratios, each a wirehead run over its own round's raw loop
+    # a row's ratio is the median of its rounds' ratios, each a wirehead run over the raw loops either side of its
+    # round (one raw run more than rounds; a round's raw speed lies between those of the runs around it)
     for r in dataplane:
         ratios = [float(v) for v in r["ratio_runs"].split(" / ")]
         assert len(ratios) == int(r["rounds"]) >= 1
         assert abs(float(r["ratio"]) - statistics.median(ratios)) < 0.01
+        single = [float(v) for v in r["raw_single_runs_mb_s"].split(" / ")]
+        bracketed = [float(v) for v in r["raw_runs_mb_s"].split(" / ")]
+        assert len(single) == len(bracketed) + 1
+        assert all(min(a, b) - 1 <= v <= max(a, b) + 1 for v, a, b in zip(bracketed, single, single[1:]))
     # and the requests it answered: the raw loop sends at least one insert and one query per sample
     assert all(float(r["raw_requests_per_mb"]) >= 2 / float(r["sample_mb"]) for r in dataplane)
     assert all(float(r["requests_per_mb"]) > 0 for r in dataplane)

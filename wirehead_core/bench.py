@@ -274,8 +274,10 @@ def _end_to_end(b: _Bench, server: LocalServer, nbytes: int, count: int, verify:
 
 def _dataplane(b: _Bench) -> list[dict[str, Any]]:
     """Per sample size and verify mode: wirehead end to end against the raw loop, in paired rounds on one server
-    (the raw loop, then one wirehead run per mode). A round's ratio divides its wirehead run by its own raw loop,
-    so the machine's drift between rounds (a third, minutes apart) cancels; a row reports the median of each.
+    (the raw loop, then one wirehead run per mode; the raw loop once more after the last round). A round's ratio
+    divides its wirehead run by the raw loops on either side of the round (their mean time), so the machine's drift
+    between rounds (a third, minutes apart) cancels, and one raw run that a checkpoint slowed or missed counts half
+    (single raw runs of one size spread by up to 1.9x, wirehead runs of one mode by 1.4x); a row reports the median.
 
     Modes ``(verify, backpressure)``: every verify mode with the generator writing ahead (``carry``, the setting for
     throughput), and the default ``block``, whose generator waits out each swap, with ``records``."""
@@ -295,21 +297,24 @@ def _dataplane(b: _Bench) -> list[dict[str, Any]]:
                 concurrent.append(_raw_concurrent(b, server, payload, count))
                 for verify, backpressure in modes:
                     runs[verify, backpressure].append(_end_to_end(b, server, nbytes, count, verify, backpressure))
-        raw_mb_s = [total_mb / (r["insert_s"] + r["read_s"]) for r in raws]
+            raws.append(_raw_roundtrip(b, server, payload, count))
+        raw_mb_s = _bracketed(raws, total_mb, ("insert_s", "read_s"))
         # Wirehead also frees every byte it moved (a generation is dropped once the next one is read); the raw
         # loop's drop, timed after its clock stopped, shows what freeing the same bytes costs on this server.
-        with_drop = [total_mb / (r["insert_s"] + r["read_s"] + r["drop_s"]) for r in raws]
+        with_drop = _bracketed(raws, total_mb, ("insert_s", "read_s", "drop_s"))
         # A cache's reads and writes overlap, and it frees what it has read: the raw loop doing the same
         overlapped = [total_mb / (c["overlap_s"] + c["drop_s"]) for c in concurrent]
         for mode in modes:
             mb_s = [run["mb_s"] for run in runs[mode]]
             ratios = [w / r for w, r in zip(mb_s, raw_mb_s)]
             rows.append({"sample_mb": size_mb, "samples": count, "verify": mode[0], "backpressure": mode[1],
-                         "rounds": len(raws),
+                         "rounds": len(raw_mb_s),
                          "wirehead_mb_s": round(_median(mb_s), 1),
                          "wirehead_runs_mb_s": " / ".join(f"{v:.0f}" for v in mb_s),
                          "raw_insert_read_mb_s": round(_median(raw_mb_s), 1),
                          "raw_runs_mb_s": " / ".join(f"{v:.0f}" for v in raw_mb_s),
+                         "raw_single_runs_mb_s": " / ".join(f"{total_mb / (r['insert_s'] + r['read_s']):.0f}"
+                                                            for r in raws),
                          "raw_insert_mb_s": round(_median([total_mb / r["insert_s"] for r in raws]), 1),
                          "raw_read_mb_s": round(_median([total_mb / r["read_s"] for r in raws]), 1),
                          "raw_with_drop_mb_s": round(_median(with_drop), 1),
@@ -333,6 +338,13 @@ def _dataplane(b: _Bench) -> list[dict[str, Any]]:
                          "reader_wait_pct": round(_median_of(runs[mode], "reader_wait_pct"), 1)})
             _LOG.info("data plane %s", rows[-1])
     return rows
+
+
+def _bracketed(raws: list[dict[str, float]], total_mb: float, keys: tuple[str, ...]) -> list[float]:
+    """MB/s of the raw loop around each round: `total_mb` over the mean time (the sum of `keys`) of the raw runs
+    before and after it."""
+    times = [sum(r[k] for k in keys) for r in raws]
+    return [total_mb / ((before + after) / 2) for before, after in zip(times, times[1:])]
 
 
 def _median(values: list[float]) -> float:
