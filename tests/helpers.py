@@ -84,6 +84,19 @@ class Reader:
         self.dataset.close()
 
 
+def seeds_by_id(store: Any, coll: str) -> dict[int, int]:
+    """Seed of every committed sample in a collection, by id, decoded from the stored bytes."""
+    from wirehead_core.codec import decode_sample, field_meta_from_doc
+    from wirehead_core.sources import sample_seed
+
+    seeds = {}
+    for rec in store.records(coll, {"s": "c"}, {"t": 1, "f": 1}):
+        chunks = [bytes(d["d"]) for d in store.chunk_docs(coll, rec["t"])]
+        seeds[int(rec["_id"])] = sample_seed(decode_sample([field_meta_from_doc(f) for f in rec["f"]], chunks,
+                                                           as_torch=False))
+    return seeds
+
+
 def swaps(store: Any) -> int:
     """Completed swaps recorded in the events collection."""
     return store.coll("events").count_documents({})

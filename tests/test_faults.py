@@ -12,8 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from helpers import Reader, log_text, swaps, wait_until
-from wirehead_core.codec import decode_sample, field_meta_from_doc
+from helpers import Reader, log_text, seeds_by_id, swaps, wait_until
 from wirehead_core.generator import Generator
 from wirehead_core.manager import SWAP_STEPS, SwapManager
 from wirehead_core.server import LocalServer
@@ -23,11 +22,7 @@ from wirehead_core.store import Store, unpack_tokens
 
 def _seeds_of(store: Store, coll: str) -> set[int]:
     """Seeds of every committed sample in a collection, decoded from the stored bytes."""
-    seeds = set()
-    for rec in store.records(coll, {"s": "c"}, {"t": 1, "f": 1}):
-        chunks = [bytes(d["d"]) for d in store.chunk_docs(coll, rec["t"])]
-        seeds.add(sample_seed(decode_sample([field_meta_from_doc(f) for f in rec["f"]], chunks, as_torch=False)))
-    return seeds
+    return set(seeds_by_id(store, coll).values())
 
 
 def test_generator_killed_mid_write_never_exposes_a_partial_sample_and_swaps_continue(make_config, procs):
@@ -274,10 +269,10 @@ def test_each_verify_mode_removes_a_damaged_commit_before_it_can_be_swapped_in(m
     store = Store(config)
     coll = store.coll("gen.0")
     rec = coll.find_one({"_id": 1, "s": "c"})
+    chunk = coll.find_one({"t": rec["t"], "c": 0})
     # the seed of the sample that id 1 holds (seeds 1 and 2 may land in either order: writer threads race)
-    damaged_seed = sample_seed((np.frombuffer(coll.find_one({"t": rec["t"], "c": 0})["d"], dtype=np.uint8),))
+    damaged_seed = sample_seed((np.frombuffer(chunk["d"], dtype=np.uint8),))
     if damage == "flip a byte":
-        chunk = coll.find_one({"t": rec["t"], "c": 0})
         data = bytearray(chunk["d"])
         data[100] ^= 0xFF
         coll.update_one({"_id": chunk["_id"]}, {"$set": {"d": bson.Binary(bytes(data))}})

@@ -10,12 +10,11 @@ import pytest
 import torch
 from torch.utils.data import DataLoader
 
-from helpers import fill_and_swap, Reader, swaps, wait_until
-from wirehead_core.codec import decode_sample, field_meta_from_doc
+from helpers import fill_and_swap, Reader, seeds_by_id, swaps, wait_until
 from wirehead_core.dataset import WireheadDataset
 from wirehead_core.generator import Generator
 from wirehead_core.manager import SwapManager
-from wirehead_core.sources import sample_seed, seeded, verify_seeded
+from wirehead_core.sources import seeded, verify_seeded
 from wirehead_core.store import Store, unpack_tokens
 
 
@@ -125,12 +124,7 @@ def test_writer_threads_commit_every_sample_once_and_one_writer_keeps_the_source
     SwapManager(config).step()  # opens generation 0
     stats = Generator(config, seeded(config, seed=1, count=24)).run()
     assert (stats.produced, stats.committed, stats.abandoned, stats.claims_lost) == (24, 24, 0, 0)
-    store = Store(config)
-    seed_at = {}
-    for rec in store.records("gen.0", {"s": "c"}, {"t": 1, "f": 1}):
-        chunks = [bytes(d["d"]) for d in store.chunk_docs("gen.0", rec["t"])]
-        seed_at[int(rec["_id"])] = sample_seed(decode_sample([field_meta_from_doc(f) for f in rec["f"]], chunks,
-                                                             as_torch=False))
+    seed_at = seeds_by_id(Store(config), "gen.0")
     assert sorted(seed_at.values()) == list(range(1, 25))  # each sample once
     if writers == 1:
         assert [seed_at[i] for i in range(24)] == list(range(1, 25))
