@@ -56,3 +56,6 @@ def test_quick_bench_writes_csvs_and_a_summary_with_targets(tmp_path):
     assert {float(r["checkpoint_s"]) for r in state} == {60.0, 5.0}
     summary = (out / "summary.md").read_text()
     assert "## Targets" in summary and "emulated" in summary
+    # the run's duration, by section, and the quick suite's own target
+    assert "Duration: " in summary and "dataplane " in summary.split("Duration: ")[1].split("\n")[0]
+    assert "- the whole quick suite in ≤ 2 min: " in summary
