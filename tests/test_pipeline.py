@@ -101,6 +101,9 @@ def test_full_write_generation_blocks_or_carries_but_never_discards(make_config,
     config, _ = make_config(swap_cap=5, generator__backpressure=policy)
     manager = SwapManager(config)
     manager.step()  # opens the write generation(s), then no manager runs: nothing is swapped
+    store = Store(config)
+    # and those the next swap hands to the generators, so that the swap does not have to create them
+    assert [n for n in range(4) if store.gen_doc(n) is not None] == ([0, 1, 2] if policy == "carry" else [0, 1])
     gen = Generator(config, seeded(config, seed=1))
     thread = threading.Thread(target=gen.run)
     thread.start()
@@ -112,7 +115,6 @@ def test_full_write_generation_blocks_or_carries_but_never_discards(make_config,
         thread.join(timeout=10)
     assert gen.stats.committed == expected
     assert gen.stats.produced == expected + gen.stats.abandoned  # the one in hand when stopped was withdrawn
-    store = Store(config)
     assert store.count_committed("gen.0") == 5
     assert store.count_committed("gen.1") == (5 if policy == "carry" else 0)
     assert store.coll("gen.0").count_documents({"s": "w"}) == 0, "the stopped generator left a claim behind"
