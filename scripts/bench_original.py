@@ -105,11 +105,16 @@ def main() -> None:
         p.terminate()
     for p in procs:
         p.join(timeout=10)
-    swaps = db["status"].count_documents({"swapped": True})
+    stamps = sorted(d["swap_timestamp"] for d in db["status"].find({"swapped": True}, {"swap_timestamp": 1}))
+    swaps = len(stamps)
+    # samples swapped in per second between the first swap and the last (start-up falls before the first), as
+    # wirehead_core's status reports its own (`swapped_in_per_s`)
+    span = stamps[-1] - stamps[0] if swaps >= 2 else 0.0
     completed = (db["counters"].find_one({"_id": "completed"}) or {}).get("sequence_value", 0)
     committed = swaps * a.cap
     print(json.dumps({
         "elapsed_s": elapsed, "produced": produced.value, "swaps": swaps, "committed_to_read": committed,
+        "swapped_in_per_s": (swaps - 1) * a.cap / span if span > 0 else 0.0,
         "in_write_at_end": completed, "discarded": max(0, produced.value - committed - completed - a.generators),
         "reads": reads, "reads_per_s": reads / (time.time() - read_started) if read_started else 0.0,
         "corrupt_reads": corrupt, "failed_reads": failed}))

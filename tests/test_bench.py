@@ -1,4 +1,5 @@
-"""`wirehead bench --quick` runs every quick section and writes its CSVs and summary (numbers are not judged here)."""
+"""`wirehead bench --quick` runs every quick section and writes its CSVs and summary (numbers are not judged here);
+the side-by-side target is judged on the median of paired rounds."""
 
 from __future__ import annotations
 
@@ -59,3 +60,29 @@ def test_quick_bench_writes_csvs_and_a_summary_with_targets(tmp_path):
     # the run's duration, by section, and the quick suite's own target
     assert "Duration: " in summary and "dataplane " in summary.split("Duration: ")[1].split("\n")[0]
     assert "- the whole quick suite in ≤ 2 min: " in summary
+
+
+def _side_by_side(rounds):
+    """Side-by-side rows as `wirehead bench` writes them: per round, the original's then ours."""
+    rows = []
+    for i, (orig, ours, discarded) in enumerate(rounds, 1):
+        rows.append({"implementation": "original 0.9.3", "round": i, "swapped_in_per_s": orig, "discarded": 50})
+        rows.append({"implementation": "wirehead_core", "round": i, "swapped_in_per_s": ours,
+                     "discarded": discarded})
+    return rows
+
+
+def test_side_by_side_is_judged_on_the_median_of_paired_rounds_and_no_discards():
+    from wirehead_core.bench import BenchOptions, format_summary
+
+    opts = BenchOptions(quick=False, sections=("original",))
+    # paired: round 2's slow original counts against round 2's ours only; the median of 2.5 / 1.5 / 2.2 is 2.2
+    summary = format_summary({"original": _side_by_side([(8.0, 20.0, 0), (13.0, 19.5, 0), (9.0, 19.8, 0)])}, opts)
+    line = next(x for x in summary.splitlines() if x.startswith("- committed samples/s vs the original"))
+    assert "2.20x, the median of 3 paired rounds (2.50 / 1.50 / 2.20)" in line and line.endswith("— met")
+    # one sample discarded by ours in any round fails the target, whatever the ratio
+    summary = format_summary({"original": _side_by_side([(8.0, 20.0, 0), (8.0, 20.0, 1), (8.0, 20.0, 0)])}, opts)
+    assert "with 1 discarded (the original discarded 50 / 50 / 50) — NOT met" in summary
+    # below 2x fails
+    summary = format_summary({"original": _side_by_side([(10.0, 19.0, 0)])}, opts)
+    assert "1.90x, the median of 1 paired rounds" in summary and "— NOT met" in summary

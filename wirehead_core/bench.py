@@ -8,7 +8,7 @@ Every number is a ratio or rate measured in this run, on this machine, against t
    as emulated everywhere) from 1 to 64: committed samples/s, ideal, efficiency;
 3. swap cost — swap duration for swap_cap 10, 100, 1000 with one sample size and the same paced load at every cap,
    and read latency near swaps vs elsewhere;
-4. the original wirehead 0.9.3 side by side (same server, same emulated generators, same cap);
+4. the original wirehead 0.9.3 side by side (same server, same emulated generators, same cap), in paired rounds;
 5. server memory vs the paper's formula 2 × swap_cap × sample size.
 
 One more section runs only when asked for (``--only server``, and in ``--quick``): the raw loop run after run on one
@@ -99,6 +99,16 @@ class BenchOptions:
         if self.quick:
             return [(0.5, [1, 2, 4], 6.0)]
         return [(1.0, [1, 2, 4, 8, 16, 64], 20.0), (0.05, [1, 4, 16, 32, 64], 8.0)]
+
+    @property
+    def original_rounds(self) -> int:
+        """Paired rounds of the side by side (the original, then ours)."""
+        return 1 if self.quick else 3
+
+    @property
+    def original_s(self) -> float:
+        """How long each side-by-side run lasts."""
+        return 20.0 if self.quick else 25.0
 
     @property
     def swap_caps(self) -> list[int]:
@@ -584,21 +594,48 @@ def _original_python(b: _Bench) -> Path:
 
 
 def _original(b: _Bench) -> list[dict[str, Any]]:
-    from wirehead_core.dataset import WireheadDataset
-    from wirehead_core.sources import verify_seeded
-
+    """The original 0.9.3 and wirehead_core with the same emulated generators, cap and server, in paired rounds
+    (the original, then ours): a row per implementation and round. Committed samples/s counts the samples swapped
+    in between the first swap and the last, so start-up falls outside the clock for both (the original's rate moved
+    between 1.9x and 3.1x below ours over six single runs of 45 s, with its discards between 79 and 311)."""
     gens, cost, cap, size = 4, 0.2, 20, 64
-    duration = 25.0 if b.opts.quick else 45.0
     python = _original_python(b)
-    info = b.server.info
+    rows = []
+    for rnd in range(1, b.opts.original_rounds + 1):
+        for name, r in (("original 0.9.3", _original_run(b, python, gens, cost, cap, size)),
+                        ("wirehead_core", _ours_run(b, gens, cost, cap, size))):
+            rows.append({"implementation": name, "round": rnd, "generators": gens, "emulated_cost_s": cost,
+                         "swap_cap": cap, "sample": f"2 x {size}^3 uint8", "duration_s": round(r["elapsed_s"], 1),
+                         "produced": r["produced"], "swaps": r["swaps"],
+                         "swapped_in_per_s": round(r["swapped_in_per_s"], 2),
+                         "discarded": r["discarded"], "reads_per_s": round(r["reads_per_s"], 1),
+                         "corrupt_reads": r["corrupt_reads"], "failed_reads": r["failed_reads"], "emulated": True})
+            _LOG.info("side by side %s", rows[-1])
+    return rows
+
+
+def _original_run(b: _Bench, python: Path, gens: int, cost: float, cap: int, size: int) -> dict[str, Any]:
+    """One run of the original 0.9.3 (`scripts/bench_original.py` in its own virtual environment)."""
     script = Path(__file__).resolve().parents[1] / "scripts" / "bench_original.py"
+    info = b.server.info
+    b.n += 1
+    duration = b.opts.original_s
     out = subprocess.run([str(python), str(script), "--host", info.host, "--port", str(info.port), "--db",
                           f"orig{b.n}", "--generators", str(gens), "--cost", str(cost), "--cap", str(cap),
                           "--duration", str(duration), "--size", str(size), "--workdir", str(b.workdir)],
                          capture_output=True, text=True, timeout=duration + 300)
     if out.returncode != 0:
         raise RuntimeError(f"the original wirehead run failed: {out.stderr[-2000:]}")
-    original = json.loads(out.stdout.strip().splitlines()[-1])
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def _ours_run(b: _Bench, gens: int, cost: float, cap: int, size: int) -> dict[str, Any]:
+    """One run of wirehead_core: a manager and `gens` generator processes, this process reading and checking every
+    sample through the dataset."""
+    from wirehead_core.dataset import WireheadDataset
+    from wirehead_core.errors import CorruptSampleError
+    from wirehead_core.sources import verify_seeded
+    from wirehead_core.status import collect_status
 
     fields = [{"name": "image", "dtype": "uint8", "shape": [size] * 3},
               {"name": "label", "dtype": "uint8", "shape": [size] * 3}]
@@ -611,9 +648,7 @@ def _original(b: _Bench) -> list[dict[str, Any]]:
     ds = WireheadDataset(config, wait_timeout_s=120)
     reads = corrupt = failed = 0
     read_started = None
-    from wirehead_core.errors import CorruptSampleError
-
-    while time.time() - started < duration:
+    while time.time() - started < b.opts.original_s:
         try:
             sample = ds[reads + corrupt + failed]
             read_started = read_started or time.time()
@@ -628,24 +663,11 @@ def _original(b: _Bench) -> list[dict[str, Any]]:
     terminate(procs[1:])
     terminate(procs[:1])
     ds.close()
-    from wirehead_core.status import collect_status
-
     st = collect_status(config)
     b.drop(config)
-    ours = {"elapsed_s": elapsed, "produced": st.produced, "swaps": st.swaps,
-            "committed_to_read": st.swaps * cap, "committed": st.committed,
-            "discarded": st.lost_after_commit, "reads": reads, "reads_per_s": reads / read_elapsed,
-            "corrupt_reads": corrupt, "failed_reads": failed}
-    rows = []
-    for name, r in (("original 0.9.3", original), ("wirehead_core", ours)):
-        rows.append({"implementation": name, "generators": gens, "emulated_cost_s": cost, "swap_cap": cap,
-                     "sample": f"2 x {size}^3 uint8", "duration_s": round(r["elapsed_s"], 1),
-                     "produced": r["produced"], "swaps": r["swaps"],
-                     "committed_to_read_per_s": round(r["committed_to_read"] / r["elapsed_s"], 2),
-                     "discarded": r["discarded"], "reads_per_s": round(r["reads_per_s"], 1),
-                     "corrupt_reads": r["corrupt_reads"], "failed_reads": r["failed_reads"], "emulated": True})
-    _LOG.info("side by side %s", rows)
-    return rows
+    return {"elapsed_s": elapsed, "produced": st.produced, "swaps": st.swaps,
+            "swapped_in_per_s": st.swapped_in_per_s, "discarded": st.lost_after_commit, "reads_per_s":
+            reads / read_elapsed, "corrupt_reads": corrupt, "failed_reads": failed}
 
 
 # ---------------------------------------------------------------------- 5. memory
@@ -750,7 +772,8 @@ def format_summary(results: dict[str, list[dict[str, Any]]], opts: BenchOptions,
               "server": "Server state: the raw loop run after run on one server, by checkpoint period",
               "scaling": "Scaling with emulated generators (committed samples/s)",
               "swap": "Swap cost and read latency around swaps",
-              "original": "Side by side with the original wirehead 0.9.3 (same server, generators, cap)",
+              "original": "Side by side with the original wirehead 0.9.3 (same server, generators, cap; samples "
+                          "swapped in per second between the first swap and the last, in paired rounds)",
               "memory": "Server memory vs 2 x swap_cap x sample size"}
     for name, rows in results.items():
         lines += [f"## {titles[name]}", ""] + _table(rows) + [""]
@@ -845,11 +868,15 @@ def _targets(r: dict[str, list[dict[str, Any]]]) -> list[str]:
     if r.get("swap"):
         worst = max(row["read_p99_ms_near_swap"] for row in r["swap"])
         out.append(f"- read p99 across swaps: {worst:.1f} ms (target ≤ 100 ms) — {'met' if worst <= 100 else 'NOT met'}")
-    if r.get("original") and len(r["original"]) == 2:
-        orig, ours = r["original"]
-        ratio = ours["committed_to_read_per_s"] / max(orig["committed_to_read_per_s"], 1e-9)
-        out.append(f"- committed samples/s vs the original: {ratio:.2f}x with {ours['discarded']} discarded "
-                   f"(original discarded {orig['discarded']}) — {'met' if ratio >= 2 and ours['discarded'] == 0 else 'NOT met'}")
+    if r.get("original"):
+        orig = [row for row in r["original"] if row["implementation"] != "wirehead_core"]
+        ours = [row for row in r["original"] if row["implementation"] == "wirehead_core"]
+        ratios = [o["swapped_in_per_s"] / max(x["swapped_in_per_s"], 1e-9) for x, o in zip(orig, ours)]
+        ratio, discarded = _median(ratios), sum(o["discarded"] for o in ours)
+        out.append(f"- committed samples/s vs the original: {ratio:.2f}x, the median of {len(ratios)} paired rounds "
+                   f"({' / '.join(f'{v:.2f}' for v in ratios)}), with {discarded} discarded (the original discarded "
+                   f"{' / '.join(str(x['discarded']) for x in orig)}) — "
+                   f"{'met' if ratio >= 2 and discarded == 0 else 'NOT met'}")
     return out
 
 
