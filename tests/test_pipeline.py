@@ -255,6 +255,35 @@ def test_a_group_insert_that_meets_a_taken_id_commits_the_others_and_removes_its
     assert {r["_id"]: r["s"] for r in store.records("gen.0", {})} == {0: "c", 1: "w", 2: "c"}
 
 
+def test_the_manager_passes_often_as_soon_as_every_id_is_handed_out(make_config):
+    # Passes come every 4 x poll_s while generators still take ids, every poll_s once every id is handed out, since
+    # the last commits may land at any moment. The first pass to see them all handed out used to wait out 3/4 of
+    # the previous generation's landing time, timed from its own late sight of the hand-out: in a 1 MB pipeline the
+    # swap came up to 40 ms after the generation was full and read.
+    from wirehead_core.codec import encode_sample
+
+    config, _ = make_config(swap_cap=4)
+    manager, store = SwapManager(config), Store(config)
+    manager.step()  # opens generation 0
+    sids, _ = store.reserve(0, 4, 3)
+    manager.step()
+    assert not manager._due, "ids are left to hand out: nothing can be due yet"
+    sids += store.reserve(0, 4, 1)[0]
+    manager.step()
+    assert manager._due
+    time.sleep(0.5)  # the last commits take their time to land
+    items = [(sid, f"tok{sid}", "me", {"f": [f.to_doc() for f in e.fields], "k": 1, "b": e.nbytes}, e.chunks)
+             for sid, e in ((sid, encode_sample(next(seeded(config, seed=sid + 1, count=1)), config.fields,
+                                                config.chunk_bytes)) for sid in sids)]
+    assert store.write_and_commit_many(0, items) == [True] * 4
+    store.report_commits(0, 4)
+    wait_until(lambda: manager.step() or manager.swaps_done == 1, 30, "the swap")
+    store.reserve(1, 4, 4)
+    manager.step()
+    assert manager._due, "every id of generation 1 is handed out: its last commits may land at once"
+    store.close()
+
+
 @pytest.mark.parametrize("asked", [3, 40])
 def test_the_manager_finds_the_commits_it_has_not_verified_by_id_or_by_state(make_config, asked):
     # `commit_records` asks for a few ids by id and for more by state from the lowest: either way it returns

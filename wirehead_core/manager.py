@@ -56,7 +56,6 @@ class _GenState:
     whole_history: bool = False
     # The reads document for ids 0..cap-1, written while the generation fills so a full swap does not have to.
     reads_doc: bool = False
-    handed_out_at: Optional[float] = None  # monotonic time a pass first saw every id handed out
 
 
 #: One verification query fetches the chunks of at most this many samples, and (verify ``full``) this many bytes.
@@ -109,9 +108,6 @@ class SwapManager:
         self._renewed_at = -1e9
         self._write_seen: Optional[int] = None
         self._due = True  # whether the last pass found a swap may be due soon (see `run`)
-        # Seconds from every id of a generation handed out to all of them reported committed, as last seen: how long
-        # the last commits take to land, so passes are quick only when they are about to
-        self._landing_s = 0.0
         # (step, wall time it began) of the swap in progress: the event reports each step's seconds
         self._marks: list[tuple[str, float]] = []
 
@@ -260,19 +256,14 @@ class SwapManager:
             self._swap(write, early=True)
 
     def _swap_due(self, write: int, gen_doc: Optional[dict[str, Any]]) -> bool:
-        """Whether the write generation may be full soon: once all its ids are reported committed, or every id is
-        handed out and the last commits may land (three quarters of the time they took last time has passed). Until
-        then nothing waits on this manager (readers under ``early_swap`` aside, see `step`)."""
-        gen, cap, now = self._gens[write], self.config.swap_cap, time.monotonic()
-        if gen_doc is None or int(gen_doc.get("done", 0)) >= cap or len(gen.verified) >= cap:
-            if gen.handed_out_at is not None:
-                self._landing_s, gen.handed_out_at = now - gen.handed_out_at, None
+        """Whether the write generation may be full soon: once every id is handed out (the last commits may land at
+        any moment). Until then nothing waits on this manager (readers under ``early_swap`` aside, see `step`).
+        Passes every ``4 * poll_s`` until then: a pass that first saw every id handed out used to wait three quarters
+        of the last landing time more, measured from its own late sight of the hand-out, so a 1 MB pipeline's swap
+        came up to 40 ms after the generation was full and read."""
+        if gen_doc is None or len(self._gens[write].verified) >= self.config.swap_cap:
             return True
-        if int(gen_doc["next"]) < cap:
-            return False
-        if gen.handed_out_at is None:
-            gen.handed_out_at = now
-        return now - gen.handed_out_at >= 0.75 * self._landing_s
+        return int(gen_doc.get("done", 0)) >= self.config.swap_cap or int(gen_doc["next"]) >= self.config.swap_cap
 
     def _open(self, n: int) -> Optional[dict[str, Any]]:
         """Open generation `n` (idempotent); its counter document if this manager created it, which makes the
