@@ -98,7 +98,7 @@ class BenchOptions:
         """``(emulated cost per sample in s, generator counts, window in s)`` of each scaling sweep."""
         if self.quick:
             return [(0.5, [1, 2, 4], 6.0)]
-        return [(1.0, [1, 2, 4, 8, 16, 64], 20.0), (0.05, [1, 4, 16, 32, 64], 8.0)]
+        return [(1.0, [1, 2, 4, 8, 16, 64], 15.0), (0.05, [1, 4, 16, 32, 64], 8.0)]
 
     @property
     def original_rounds(self) -> int:
@@ -108,7 +108,7 @@ class BenchOptions:
     @property
     def original_s(self) -> float:
         """How long each side-by-side run lasts."""
-        return 20.0 if self.quick else 25.0
+        return 20.0
 
     @property
     def swap_caps(self) -> list[int]:
