@@ -235,9 +235,18 @@ def test_concurrent_reservations_hand_out_every_id_exactly_once(make_config):
     assert sorted(got) == list(range(cap))
 
 
-def test_a_group_insert_that_meets_a_taken_id_commits_the_others_and_removes_its_own_chunks(make_config):
+def _group_items(config, sids):
+    """`Store.write_and_commit_many` items for ids `sids`, as a generator's writer builds them: sample `sid` is seed
+    ``sid + 1``, its token ``tok<sid>``, its owner ``me``."""
     from wirehead_core.codec import encode_sample
+    from wirehead_core.generator import _commit_meta
 
+    encoded = [encode_sample(next(seeded(config, seed=sid + 1, count=1)), config.fields, config.chunk_bytes)
+               for sid in sids]
+    return [(sid, f"tok{sid}", "me", _commit_meta(e), e.chunks) for sid, e in zip(sids, encoded)]
+
+
+def test_a_group_insert_that_meets_a_taken_id_commits_the_others_and_removes_its_own_chunks(make_config):
     config, _ = make_config(swap_cap=4)
     SwapManager(config).step()  # opens generation 0
     store = Store(config)
@@ -245,11 +254,7 @@ def test_a_group_insert_that_meets_a_taken_id_commits_the_others_and_removes_its
     assert sids == [0, 1, 2] and fresh
     assert store.reserve(0, 4, 2) == ([3], True) and store.reserve(0, 4, 2) == ([], False)  # what is left, then none
     assert store.claim(0, 1, "other-writer", "other")
-    samples = [encode_sample(next(seeded(config, seed=s, count=1)), config.fields, config.chunk_bytes)
-               for s in (1, 2, 3)]
-    items = [(sid, f"tok{sid}", "me", {"f": [f.to_doc() for f in e.fields], "k": 1, "b": e.nbytes}, e.chunks)
-             for sid, e in zip(sids, samples)]
-    assert store.write_and_commit_many(0, items) == [True, False, True]
+    assert store.write_and_commit_many(0, _group_items(config, sids)) == [True, False, True]
     coll = store.coll("gen.0")
     assert coll.count_documents({"t": "tok1"}) == 0, "the refused sample's chunks stayed"
     assert {r["_id"]: r["s"] for r in store.records("gen.0", {})} == {0: "c", 1: "w", 2: "c"}
@@ -260,8 +265,6 @@ def test_the_manager_passes_often_as_soon_as_every_id_is_handed_out(make_config)
     # the last commits may land at any moment. The first pass to see them all handed out used to wait out 3/4 of
     # the previous generation's landing time, timed from its own late sight of the hand-out: in a 1 MB pipeline the
     # swap came up to 40 ms after the generation was full and read.
-    from wirehead_core.codec import encode_sample
-
     config, _ = make_config(swap_cap=4)
     manager, store = SwapManager(config), Store(config)
     manager.step()  # opens generation 0
@@ -272,10 +275,7 @@ def test_the_manager_passes_often_as_soon_as_every_id_is_handed_out(make_config)
     manager.step()
     assert manager._due
     time.sleep(0.5)  # the last commits take their time to land
-    items = [(sid, f"tok{sid}", "me", {"f": [f.to_doc() for f in e.fields], "k": 1, "b": e.nbytes}, e.chunks)
-             for sid, e in ((sid, encode_sample(next(seeded(config, seed=sid + 1, count=1)), config.fields,
-                                                config.chunk_bytes)) for sid in sids)]
-    assert store.write_and_commit_many(0, items) == [True] * 4
+    assert store.write_and_commit_many(0, _group_items(config, sids)) == [True] * 4
     store.report_commits(0, 4)
     wait_until(lambda: manager.step() or manager.swaps_done == 1, 30, "the swap")
     store.reserve(1, 4, 4)
