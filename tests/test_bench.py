@@ -66,9 +66,10 @@ def _side_by_side(rounds):
     """Side-by-side rows as `wirehead bench` writes them: per round, the original's then ours."""
     rows = []
     for i, (orig, ours, discarded) in enumerate(rounds, 1):
-        rows.append({"implementation": "original 0.9.3", "round": i, "swapped_in_per_s": orig, "discarded": 50})
+        rows.append({"implementation": "original 0.9.3", "round": i, "swapped_in_per_s": orig, "discarded": 50,
+                     "swaps": 5 if orig else 1})
         rows.append({"implementation": "wirehead_core", "round": i, "swapped_in_per_s": ours,
-                     "discarded": discarded})
+                     "discarded": discarded, "swaps": 9})
     return rows
 
 
@@ -82,7 +83,33 @@ def test_side_by_side_is_judged_on_the_median_of_paired_rounds_and_no_discards()
     assert "2.20x, the median of 3 paired rounds (2.50 / 1.50 / 2.20)" in line and line.endswith("— met")
     # one sample discarded by ours in any round fails the target, whatever the ratio
     summary = format_summary({"original": _side_by_side([(8.0, 20.0, 0), (8.0, 20.0, 1), (8.0, 20.0, 0)])}, opts)
-    assert "with 1 discarded (the original discarded 50 / 50 / 50) — NOT met" in summary
+    assert "with 1 discarded (the original discarded 50 / 50 / 50; it swapped 5 / 5 / 5 times) — NOT met" in summary
     # below 2x fails
     summary = format_summary({"original": _side_by_side([(10.0, 19.0, 0)])}, opts)
     assert "1.90x, the median of 1 paired rounds" in summary and "— NOT met" in summary
+    # a round where the original swapped once has no rate for it: ours is infinitely faster there, not 1e10 x
+    summary = format_summary({"original": _side_by_side([(0.0, 8.0, 0), (2.0, 8.0, 0), (0.0, 8.0, 0)])}, opts)
+    assert "∞x, the median of 3 paired rounds (∞ / 4.00 / ∞)" in summary and "it swapped 1 / 5 / 1 times) — met" in summary
+
+
+def test_side_by_side_setup_is_set_from_the_command_line_and_named_in_the_summary(tmp_path):
+    from wirehead_core.bench import BenchOptions, SideBySide, format_summary
+
+    # a bad setup is refused with one message naming the flag, before anything runs or is written
+    out = tmp_path / "bench"
+    for flags, message in ((["--side-cap", "1"], "--side-cap must be ≥ 2"),
+                           (["--side-cost", "-0.5"], "--side-cost must be a number of seconds ≥ 0"),
+                           (["--side-rounds", "0"], "--side-rounds must be a whole number ≥ 1")):
+        result = subprocess.run(wirehead_command("bench", "--only", "original", "--out", str(out), *flags),
+                                capture_output=True, text=True, timeout=60)
+        assert result.returncode == 2 and message in result.stderr, (flags, result.stderr)
+        assert len(result.stderr.strip().splitlines()) == 1 and not out.exists()
+    # the summary gives the flags that reproduce a setup other than the default, and the target line its setup
+    opts = BenchOptions(sections=("original",), side=SideBySide(generators=16, cost_s=2.0, cap=16, size=128,
+                                                                seconds=60.0))
+    summary = format_summary({"original": _side_by_side([(4.0, 8.0, 0)])}, opts)
+    assert ("`wirehead bench --only original --side-generators 16 --side-cost 2 --side-cap 16 --side-size 128 "
+            "--side-seconds 60`") in summary
+    assert summary.count("16 generators at 2 s per sample (emulated), cap 16, 2 x 128^3 uint8, runs of 60 s") == 1
+    default = format_summary({"original": _side_by_side([(4.0, 8.0, 0)])}, BenchOptions(sections=("original",)))
+    assert "--side-" not in default and "4 generators at 0.2 s per sample (emulated), cap 20" in default

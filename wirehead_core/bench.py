@@ -9,6 +9,7 @@ Every number is a ratio or rate measured in this run, on this machine, against t
 3. swap cost — swap duration for swap_cap 10, 100, 1000 with one sample size and the same paced load at every cap,
    and read latency near swaps vs elsewhere;
 4. the original wirehead 0.9.3 side by side (same server, same emulated generators, same cap), in paired rounds;
+   the setup is `SideBySide`, set with the ``--side-*`` flags (``wirehead bench --help``);
 5. server memory vs the paper's formula 2 × swap_cap × sample size.
 
 One more section runs only when asked for (``--only server``, and in ``--quick``): the raw loop run after run on one
@@ -46,10 +47,39 @@ from wirehead_core.launch import spawn, terminate, wirehead_command
 from wirehead_core.server import DEFAULT_CHECKPOINT_S, LocalServer, find_server_binary
 from wirehead_core.store import Store
 
-__all__ = ["BenchOptions", "run_bench", "add_cli"]
+__all__ = ["BenchOptions", "SideBySide", "run_bench", "add_cli"]
 
 _LOG = logging.getLogger(__name__)
 _MB = 1024 * 1024
+
+
+@dataclasses.dataclass(frozen=True)
+class SideBySide:
+    """The setup both implementations run in the side by side: `generators` emulated generators sleeping `cost_s`
+    per sample, swap cap `cap`, samples of two uint8 fields of `size`³, runs of `seconds`, `rounds` paired rounds."""
+
+    generators: int = 4
+    cost_s: float = 0.2
+    cap: int = 20
+    size: int = 64
+    seconds: float = 20.0
+    rounds: int = 3
+
+    def __post_init__(self) -> None:
+        for name in ("generators", "cap", "size", "rounds"):
+            if not isinstance(getattr(self, name), int) or getattr(self, name) < 1:
+                raise ValueError(f"{_side_flag(name)} must be a whole number ≥ 1, got {getattr(self, name)!r}")
+        if self.cap < 2:
+            raise ValueError(f"{_side_flag('cap')} must be ≥ 2 (a swap promotes a generation of cap samples), "
+                             f"got {self.cap}")
+        if not 0 <= self.cost_s < float("inf"):
+            raise ValueError(f"{_side_flag('cost_s')} must be a number of seconds ≥ 0, got {self.cost_s!r}")
+        if not 0 < self.seconds < float("inf"):
+            raise ValueError(f"{_side_flag('seconds')} must be a number of seconds > 0, got {self.seconds!r}")
+
+    def describe(self) -> str:
+        return (f"{self.generators} generators at {self.cost_s:g} s per sample (emulated), cap {self.cap}, "
+                f"2 x {self.size}^3 uint8, runs of {self.seconds:g} s")
 
 
 @dataclasses.dataclass
@@ -60,10 +90,13 @@ class BenchOptions:
     quick: bool = False
     workdir: Optional[str] = None
     sections: Optional[tuple[str, ...]] = None  # None: `default_sections`
+    side: Optional[SideBySide] = None  # None: the default setup, in one round under ``quick``, else three
 
     def __post_init__(self) -> None:
         if self.sections is None:
             self.sections = self.default_sections(self.quick)
+        if self.side is None:
+            self.side = SideBySide(rounds=1 if self.quick else 3)
 
     @staticmethod
     def default_sections(quick: bool) -> tuple[str, ...]:
@@ -99,16 +132,6 @@ class BenchOptions:
         if self.quick:
             return [(0.5, [1, 2, 4], 6.0)]
         return [(1.0, [1, 2, 4, 8, 16, 64], 15.0), (0.05, [1, 4, 16, 32, 64], 8.0)]
-
-    @property
-    def original_rounds(self) -> int:
-        """Paired rounds of the side by side (the original, then ours)."""
-        return 1 if self.quick else 3
-
-    @property
-    def original_s(self) -> float:
-        """How long each side-by-side run lasts."""
-        return 20.0
 
     @property
     def swap_caps(self) -> list[int]:
@@ -598,14 +621,14 @@ def _original(b: _Bench) -> list[dict[str, Any]]:
     (the original, then ours): a row per implementation and round. Committed samples/s counts the samples swapped
     in between the first swap and the last, so start-up falls outside the clock for both (the original's rate moved
     between 1.9x and 3.1x below ours over six single runs of 45 s, with its discards between 79 and 311)."""
-    gens, cost, cap, size = 4, 0.2, 20, 64
+    side = b.opts.side
     python = _original_python(b)
     rows = []
-    for rnd in range(1, b.opts.original_rounds + 1):
-        for name, r in (("original 0.9.3", _original_run(b, python, gens, cost, cap, size)),
-                        ("wirehead_core", _ours_run(b, gens, cost, cap, size))):
-            rows.append({"implementation": name, "round": rnd, "generators": gens, "emulated_cost_s": cost,
-                         "swap_cap": cap, "sample": f"2 x {size}^3 uint8", "duration_s": round(r["elapsed_s"], 1),
+    for rnd in range(1, side.rounds + 1):
+        for name, r in (("original 0.9.3", _original_run(b, python, side)), ("wirehead_core", _ours_run(b, side))):
+            rows.append({"implementation": name, "round": rnd, "generators": side.generators,
+                         "emulated_cost_s": side.cost_s, "swap_cap": side.cap, "sample": f"2 x {side.size}^3 uint8",
+                         "duration_s": round(r["elapsed_s"], 1),
                          "produced": r["produced"], "swaps": r["swaps"],
                          "swapped_in_per_s": round(r["swapped_in_per_s"], 2),
                          "discarded": r["discarded"], "reads_per_s": round(r["reads_per_s"], 1),
@@ -614,41 +637,41 @@ def _original(b: _Bench) -> list[dict[str, Any]]:
     return rows
 
 
-def _original_run(b: _Bench, python: Path, gens: int, cost: float, cap: int, size: int) -> dict[str, Any]:
+def _original_run(b: _Bench, python: Path, side: SideBySide) -> dict[str, Any]:
     """One run of the original 0.9.3 (`scripts/bench_original.py` in its own virtual environment)."""
     script = Path(__file__).resolve().parents[1] / "scripts" / "bench_original.py"
     info = b.server.info
     b.n += 1
-    duration = b.opts.original_s
     out = subprocess.run([str(python), str(script), "--host", info.host, "--port", str(info.port), "--db",
-                          f"orig{b.n}", "--generators", str(gens), "--cost", str(cost), "--cap", str(cap),
-                          "--duration", str(duration), "--size", str(size), "--workdir", str(b.workdir)],
-                         capture_output=True, text=True, timeout=duration + 300)
+                          f"orig{b.n}", "--generators", str(side.generators), "--cost", str(side.cost_s), "--cap",
+                          str(side.cap), "--duration", str(side.seconds), "--size", str(side.size), "--workdir",
+                          str(b.workdir)],
+                         capture_output=True, text=True, timeout=side.seconds + 300)
     if out.returncode != 0:
         raise RuntimeError(f"the original wirehead run failed: {out.stderr[-2000:]}")
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
-def _ours_run(b: _Bench, gens: int, cost: float, cap: int, size: int) -> dict[str, Any]:
-    """One run of wirehead_core: a manager and `gens` generator processes, this process reading and checking every
+def _ours_run(b: _Bench, side: SideBySide) -> dict[str, Any]:
+    """One run of wirehead_core: a manager and `side.generators` generator processes, this process reading and checking every
     sample through the dataset."""
     from wirehead_core.dataset import WireheadDataset
     from wirehead_core.errors import CorruptSampleError
     from wirehead_core.sources import verify_seeded
     from wirehead_core.status import collect_status
 
-    fields = [{"name": "image", "dtype": "uint8", "shape": [size] * 3},
-              {"name": "label", "dtype": "uint8", "shape": [size] * 3}]
-    config, path = b.config(swap_cap=cap, fields=fields)
+    fields = [{"name": "image", "dtype": "uint8", "shape": [side.size] * 3},
+              {"name": "label", "dtype": "uint8", "shape": [side.size] * 3}]
+    config, path = b.config(swap_cap=side.cap, fields=fields)
     procs = [spawn(wirehead_command("manager", "--config", str(path)), b.workdir / "logs" / "side-m.log")]
     procs += [spawn(wirehead_command("generate", "--config", str(path), "--source", "wirehead_core.sources:seeded",
-                                     "--seed", str((i + 1) * 10**9), "--arg", f"delay_s={cost}"),
-                    b.workdir / "logs" / f"side-{i}.log") for i in range(gens)]
+                                     "--seed", str((i + 1) * 10**9), "--arg", f"delay_s={side.cost_s}"),
+                    b.workdir / "logs" / f"side-{i}.log") for i in range(side.generators)]
     started = time.time()
     ds = WireheadDataset(config, wait_timeout_s=120)
     reads = corrupt = failed = 0
     read_started = None
-    while time.time() - started < b.opts.original_s:
+    while time.time() - started < side.seconds:
         try:
             sample = ds[reads + corrupt + failed]
             read_started = read_started or time.time()
@@ -761,6 +784,7 @@ def format_summary(results: dict[str, list[dict[str, Any]]], opts: BenchOptions,
     section and ``total``) how long the run took."""
     default = BenchOptions.default_sections(opts.quick)
     only = "".join(f" --only {name}" for name in results) if tuple(results) != default else ""
+    only += _side_flags(opts) if "original" in results else ""
     lines = [f"# wirehead bench{' (quick)' if opts.quick else ''}", "",
              f"Command: `wirehead bench{' --quick' if opts.quick else ''}{only}`; machine: {os.cpu_count()} CPUs, "
              f"{psutil.virtual_memory().total / 2**30:.0f} GiB; server: the one `wirehead server` starts here. "
@@ -777,7 +801,7 @@ def format_summary(results: dict[str, list[dict[str, Any]]], opts: BenchOptions,
               "memory": "Server memory vs 2 x swap_cap x sample size"}
     for name, rows in results.items():
         lines += [f"## {titles[name]}", ""] + _table(rows) + [""]
-    lines += ["## Targets", ""] + _targets(results)
+    lines += ["## Targets", ""] + _targets(results, opts)
     if durations and not only:
         limit = 2 if opts.quick else 15
         lines.append(f"- the whole {'quick ' if opts.quick else ''}suite in ≤ {limit} min: "
@@ -791,7 +815,19 @@ _VERIFY_COST = {"full": "the manager reads every byte back to check its checksum
                 "structure": "the manager asks for every chunk's size, and SecantusDB decodes each chunk to answer"}
 
 
-def _targets(r: dict[str, list[dict[str, Any]]]) -> list[str]:
+def _side_flag(name: str) -> str:
+    """The command-line flag of `SideBySide` field `name`."""
+    return f"--side-{name.removesuffix('_s').replace('_', '-')}"
+
+
+def _side_flags(opts: BenchOptions) -> str:
+    """The ``--side-*`` flags that give `opts`' side-by-side setup (none for the default one)."""
+    default = SideBySide(rounds=1 if opts.quick else 3)
+    return "".join(f" {_side_flag(name)} {getattr(opts.side, name):g}"
+                   for name in _SIDE_FLAGS if getattr(opts.side, name) != getattr(default, name))
+
+
+def _targets(r: dict[str, list[dict[str, Any]]], opts: BenchOptions) -> list[str]:
     out = []
     if r.get("dataplane"):
         # The target is judged where wirehead moves each byte in and out once, as the raw loop does: verify
@@ -871,11 +907,15 @@ def _targets(r: dict[str, list[dict[str, Any]]]) -> list[str]:
     if r.get("original"):
         orig = [row for row in r["original"] if row["implementation"] != "wirehead_core"]
         ours = [row for row in r["original"] if row["implementation"] == "wirehead_core"]
-        ratios = [o["swapped_in_per_s"] / max(x["swapped_in_per_s"], 1e-9) for x, o in zip(orig, ours)]
+        # the original's rate is 0 in a round where it swapped fewer than twice: ours is then infinitely faster
+        ratios = [o["swapped_in_per_s"] / x["swapped_in_per_s"] if x["swapped_in_per_s"] > 0 else float("inf")
+                  for x, o in zip(orig, ours)]
         ratio, discarded = _median(ratios), sum(o["discarded"] for o in ours)
-        out.append(f"- committed samples/s vs the original: {ratio:.2f}x, the median of {len(ratios)} paired rounds "
-                   f"({' / '.join(f'{v:.2f}' for v in ratios)}), with {discarded} discarded (the original discarded "
-                   f"{' / '.join(str(x['discarded']) for x in orig)}) — "
+        fmt = lambda v: "∞" if v == float("inf") else f"{v:.2f}"  # noqa: E731
+        out.append(f"- committed samples/s vs the original ({opts.side.describe()}): {fmt(ratio)}x, the median of "
+                   f"{len(ratios)} paired rounds ({' / '.join(fmt(v) for v in ratios)}), with {discarded} discarded "
+                   f"(the original discarded {' / '.join(str(x['discarded']) for x in orig)}; it swapped "
+                   f"{' / '.join(str(x['swaps']) for x in orig)} times) — "
                    f"{'met' if ratio >= 2 and discarded == 0 else 'NOT met'}")
     return out
 
@@ -887,12 +927,34 @@ def add_cli(sub: Any) -> None:
     p.add_argument("--out", default="results/bench", help="output folder (default results/bench)")
     p.add_argument("--only", action="append", choices=list(_SECTIONS), help="run only these sections")
     p.add_argument("--workdir", default=None)
+    side = p.add_argument_group("side by side with the original (the setup both implementations run; defaults: "
+                                f"{SideBySide().describe()}, 3 paired rounds, 1 with --quick)")
+    for name, (kind, what) in _SIDE_FLAGS.items():
+        side.add_argument(_side_flag(name), dest=f"side_{name}", type=kind,
+                          default=None, metavar=kind.__name__.upper(), help=what)
     p.set_defaults(func=_cmd_bench)
 
 
+#: `SideBySide` fields settable from the command line, with their type and help.
+_SIDE_FLAGS: dict[str, tuple[type, str]] = {
+    "generators": (int, "emulated generator processes"),
+    "cost_s": (float, "seconds each generator sleeps per sample (the emulated generation cost)"),
+    "cap": (int, "swap cap of both implementations"),
+    "size": (int, "edge of the two uint8 volumes of a sample"),
+    "seconds": (float, "length of each implementation's run in a round"),
+    "rounds": (int, "paired rounds (the original, then ours)"),
+}
+
+
 def _cmd_bench(args: argparse.Namespace) -> int:
+    given = {name: getattr(args, f"side_{name}") for name in _SIDE_FLAGS if getattr(args, f"side_{name}") is not None}
+    try:
+        side = SideBySide(**{"rounds": 1 if args.quick else 3, **given})
+    except ValueError as exc:
+        sys.stderr.write(f"wirehead bench: {exc}\n")
+        return 2
     opts = BenchOptions(out=Path(args.out), quick=args.quick, workdir=args.workdir,
-                        sections=tuple(args.only) if args.only else None)
+                        sections=tuple(args.only) if args.only else None, side=side)
     run_bench(opts)
     sys.stdout.write((opts.out / "summary.md").read_text() + "\n")
     return 0
