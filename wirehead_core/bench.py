@@ -653,8 +653,8 @@ def _original_run(b: _Bench, python: Path, side: SideBySide) -> dict[str, Any]:
 
 
 def _ours_run(b: _Bench, side: SideBySide) -> dict[str, Any]:
-    """One run of wirehead_core: a manager and `side.generators` generator processes, this process reading and checking every
-    sample through the dataset."""
+    """One run of wirehead_core: a manager and `side.generators` generator processes, this process reading and
+    checking every sample through the dataset."""
     from wirehead_core.dataset import WireheadDataset
     from wirehead_core.errors import CorruptSampleError
     from wirehead_core.sources import verify_seeded
@@ -815,6 +815,11 @@ _VERIFY_COST = {"full": "the manager reads every byte back to check its checksum
                 "structure": "the manager asks for every chunk's size, and SecantusDB decodes each chunk to answer"}
 
 
+def _times(ratio: float) -> str:
+    """A ratio as the side by side prints it (∞ where the original had no rate)."""
+    return "∞" if ratio == float("inf") else f"{ratio:.2f}"
+
+
 def _side_flag(name: str) -> str:
     """The command-line flag of `SideBySide` field `name`."""
     return f"--side-{name.removesuffix('_s').replace('_', '-')}"
@@ -911,10 +916,9 @@ def _targets(r: dict[str, list[dict[str, Any]]], opts: BenchOptions) -> list[str
         ratios = [o["swapped_in_per_s"] / x["swapped_in_per_s"] if x["swapped_in_per_s"] > 0 else float("inf")
                   for x, o in zip(orig, ours)]
         ratio, discarded = _median(ratios), sum(o["discarded"] for o in ours)
-        fmt = lambda v: "∞" if v == float("inf") else f"{v:.2f}"  # noqa: E731
-        out.append(f"- committed samples/s vs the original ({opts.side.describe()}): {fmt(ratio)}x, the median of "
-                   f"{len(ratios)} paired rounds ({' / '.join(fmt(v) for v in ratios)}), with {discarded} discarded "
-                   f"(the original discarded {' / '.join(str(x['discarded']) for x in orig)}; it swapped "
+        out.append(f"- committed samples/s vs the original ({opts.side.describe()}): {_times(ratio)}x, the median "
+                   f"of {len(ratios)} paired rounds ({' / '.join(_times(v) for v in ratios)}), with {discarded} "
+                   f"discarded (the original discarded {' / '.join(str(x['discarded']) for x in orig)}; it swapped "
                    f"{' / '.join(str(x['swaps']) for x in orig)} times) — "
                    f"{'met' if ratio >= 2 and discarded == 0 else 'NOT met'}")
     return out
