@@ -106,11 +106,11 @@ def test_side_by_side_setup_is_set_from_the_command_line_and_named_in_the_summar
         assert result.returncode == 2 and message in result.stderr, (flags, result.stderr)
         assert len(result.stderr.strip().splitlines()) == 1 and not out.exists()
     # the summary gives the flags that reproduce a setup other than the default, and the target line its setup
-    opts = BenchOptions(sections=("original",), side=SideBySide(generators=16, cost_s=2.0, cap=16, size=128,
-                                                                seconds=60.0))
+    opts = BenchOptions(out=tmp_path / "paper", sections=("original",),
+                        side=SideBySide(generators=16, cost_s=2.0, cap=16, size=128, seconds=60.0))
     summary = format_summary({"original": _side_by_side([(4.0, 8.0, 0)])}, opts)
     assert ("`wirehead bench --only original --side-generators 16 --side-cost 2 --side-cap 16 --side-size 128 "
-            "--side-seconds 60`") in summary
+            f"--side-seconds 60 --out {tmp_path / 'paper'}`") in summary
     assert summary.count("16 generators at 2 s per sample (emulated), cap 16, 2 x 128^3 uint8, runs of 60 s") == 1
     default = format_summary({"original": _side_by_side([(4.0, 8.0, 0)])}, BenchOptions(sections=("original",)))
     assert "--side-" not in default and "4 generators at 0.2 s per sample (emulated), cap 20" in default

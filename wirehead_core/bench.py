@@ -785,6 +785,7 @@ def format_summary(results: dict[str, list[dict[str, Any]]], opts: BenchOptions,
     default = BenchOptions.default_sections(opts.quick)
     only = "".join(f" --only {name}" for name in results) if tuple(results) != default else ""
     only += _side_flags(opts) if "original" in results else ""
+    only += f" --out {opts.out}" if opts.out != BenchOptions.out else ""
     lines = [f"# wirehead bench{' (quick)' if opts.quick else ''}", "",
              f"Command: `wirehead bench{' --quick' if opts.quick else ''}{only}`; machine: {os.cpu_count()} CPUs, "
              f"{psutil.virtual_memory().total / 2**30:.0f} GiB; server: the one `wirehead server` starts here. "
