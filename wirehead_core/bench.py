@@ -77,6 +77,11 @@ class SideBySide:
         if not 0 < self.seconds < float("inf"):
             raise ValueError(f"{_side_flag('seconds')} must be a number of seconds > 0, got {self.seconds!r}")
 
+    @classmethod
+    def default(cls, quick: bool) -> "SideBySide":
+        """The default setup: three paired rounds, one under ``--quick``."""
+        return cls(rounds=1 if quick else 3)
+
     def describe(self) -> str:
         return (f"{self.generators} generators at {self.cost_s:g} s per sample (emulated), cap {self.cap}, "
                 f"2 x {self.size}^3 uint8, runs of {self.seconds:g} s")
@@ -96,7 +101,7 @@ class BenchOptions:
         if self.sections is None:
             self.sections = self.default_sections(self.quick)
         if self.side is None:
-            self.side = SideBySide(rounds=1 if self.quick else 3)
+            self.side = SideBySide.default(self.quick)
 
     @staticmethod
     def default_sections(quick: bool) -> tuple[str, ...]:
@@ -788,9 +793,8 @@ def format_summary(results: dict[str, list[dict[str, Any]]], opts: BenchOptions,
     out = f" --out {opts.out}" if opts.out != BenchOptions.out else ""
     lines = [f"# wirehead bench{' (quick)' if opts.quick else ''}", "",
              f"Command: `wirehead bench{' --quick' if opts.quick else ''}{only}{side}{out}`; machine: "
-             f"{os.cpu_count()} CPUs, "
-             f"{psutil.virtual_memory().total / 2**30:.0f} GiB; server: the one `wirehead server` starts here. "
-             "Rows marked emulated use a sleep per sample standing in for generation cost.", ""]
+             f"{os.cpu_count()} CPUs, {psutil.virtual_memory().total / 2**30:.0f} GiB; server: the one "
+             "`wirehead server` starts here. Rows marked emulated use a sleep per sample standing in for generation cost.", ""]
     if durations:
         lines += [f"Duration: {_minutes(durations['total'])} (" + ", ".join(
             f"{name} {_minutes(s)}" for name, s in durations.items() if name != "total") + ").", ""]
@@ -829,7 +833,7 @@ def _side_flag(name: str) -> str:
 
 def _side_flags(opts: BenchOptions) -> str:
     """The ``--side-*`` flags that give `opts`' side-by-side setup (none for the default one)."""
-    default = SideBySide(rounds=1 if opts.quick else 3)
+    default = SideBySide.default(opts.quick)
     return "".join(f" {_side_flag(name)} {getattr(opts.side, name):g}"
                    for name in _SIDE_FLAGS if getattr(opts.side, name) != getattr(default, name))
 
@@ -953,9 +957,9 @@ _SIDE_FLAGS: dict[str, tuple[type, str]] = {
 
 
 def _cmd_bench(args: argparse.Namespace) -> int:
-    given = {name: getattr(args, f"side_{name}") for name in _SIDE_FLAGS if getattr(args, f"side_{name}") is not None}
+    given = {name: value for name in _SIDE_FLAGS if (value := getattr(args, f"side_{name}")) is not None}
     try:
-        side = SideBySide(**{"rounds": 1 if args.quick else 3, **given})
+        side = dataclasses.replace(SideBySide.default(args.quick), **given)
     except ValueError as exc:
         sys.stderr.write(f"wirehead bench: {exc}\n")
         return 2
