@@ -33,6 +33,9 @@ def test_quick_bench_writes_csvs_and_a_summary_with_targets(tmp_path):
         ratios = [float(v) for v in r["ratio_runs"].split(" / ")]
         assert len(ratios) == int(r["rounds"]) >= 1
         assert abs(float(r["ratio"]) - statistics.median(ratios)) < 0.01
+        # and the median's interval over the rounds holds it (one round: the round itself, with no coverage)
+        assert float(r["ratio_low"]) <= float(r["ratio"]) <= float(r["ratio_high"])
+        assert 0 <= float(r["ratio_interval_coverage"]) < 1
         single = [float(v) for v in r["raw_single_runs_mb_s"].split(" / ")]
         bracketed = [float(v) for v in r["raw_runs_mb_s"].split(" / ")]
         assert len(single) == len(bracketed) + 1
@@ -77,10 +80,16 @@ def test_side_by_side_is_judged_on_the_median_of_paired_rounds_and_no_discards()
     from wirehead_core.bench import BenchOptions, format_summary
 
     opts = BenchOptions(quick=False, sections=("original",))
-    # paired: round 2's slow original counts against round 2's ours only; the median of 2.5 / 1.5 / 2.2 is 2.2
+    # paired: round 2's slow original counts against round 2's ours only; the median of 2.5 / 1.5 / 2.2 is 2.2, but
+    # the median's interval over three rounds (their extremes, 75 %) holds 2x: the summary says they do not settle it
     summary = format_summary({"original": _side_by_side([(8.0, 20.0, 0), (13.0, 19.5, 0), (9.0, 19.8, 0)])}, opts)
     line = next(x for x in summary.splitlines() if x.startswith("- committed samples/s vs the original"))
-    assert "2.20x, the median of 3 paired rounds (2.50 / 1.50 / 2.20)" in line and line.endswith("— met")
+    assert "2.20x, the median of 3 paired rounds (2.50 / 1.50 / 2.20; its 75 % interval 1.50–2.50)" in line
+    assert line.endswith("— met (the interval holds the target: these rounds do not settle it)")
+    # every round above 2x: met, and settled
+    summary = format_summary({"original": _side_by_side([(8.0, 20.0, 0), (9.0, 19.5, 0), (7.0, 19.8, 0)])}, opts)
+    line = next(x for x in summary.splitlines() if x.startswith("- committed samples/s vs the original"))
+    assert "(2.50 / 2.17 / 2.83; its 75 % interval 2.17–2.83)" in line and line.endswith("— met")
     # one sample discarded by ours in any round fails the target, whatever the ratio
     summary = format_summary({"original": _side_by_side([(8.0, 20.0, 0), (8.0, 20.0, 1), (8.0, 20.0, 0)])}, opts)
     assert "with 1 discarded (the original discarded 50 / 50 / 50; it swapped 5 / 5 / 5 times) — NOT met" in summary
@@ -89,7 +98,7 @@ def test_side_by_side_is_judged_on_the_median_of_paired_rounds_and_no_discards()
     assert "1.90x, the median of 1 paired rounds" in summary and "— NOT met" in summary
     # a round where the original swapped once has no rate for it: ours is infinitely faster there, not 1e10 x
     summary = format_summary({"original": _side_by_side([(0.0, 8.0, 0), (2.0, 8.0, 0), (0.0, 8.0, 0)])}, opts)
-    assert "∞x, the median of 3 paired rounds (∞ / 4.00 / ∞)" in summary
+    assert "∞x, the median of 3 paired rounds (∞ / 4.00 / ∞; its 75 % interval 4.00–∞)" in summary
     assert "it swapped 1 / 5 / 1 times) — met" in summary
 
 
@@ -114,3 +123,38 @@ def test_side_by_side_setup_is_set_from_the_command_line_and_named_in_the_summar
     assert summary.count("16 generators at 2 s per sample (emulated), cap 16, 2 x 128^3 uint8, runs of 60 s") == 1
     default = format_summary({"original": _side_by_side([(4.0, 8.0, 0)])}, BenchOptions(sections=("original",)))
     assert "--side-" not in default and "4 generators at 0.2 s per sample (emulated), cap 20" in default
+
+
+def test_median_interval_is_distribution_free_and_named_with_the_data_plane_target():
+    from wirehead_core.bench import BenchOptions, _median_interval, format_summary
+
+    # the k-th smallest and largest of n rounds cover the median with 1 - 2 P(Binomial(n, 1/2) < k): five rounds
+    # give their extremes (1 - 2/32), nine the second smallest and second largest (1 - 2 * 10/512); a single round
+    # has no interval
+    assert _median_interval([0.8, 0.7, 0.9, 1.0, 0.6]) == (0.6, 1.0, 1 - 2 / 32)
+    assert _median_interval([float(v) for v in range(9, 0, -1)]) == (2.0, 8.0, 1 - 2 * 10 / 512)
+    assert _median_interval([3.0, 1.0, 2.0]) == (1.0, 3.0, 0.75)
+    assert _median_interval([0.5]) == (0.5, 0.5, 0.0)
+
+    def row(runs, verify="records"):
+        low, high, cover = _median_interval(runs)
+        ratio = statistics.median(runs)
+        return {"sample_mb": 1, "verify": verify, "backpressure": "carry", "rounds": len(runs), "ratio": ratio,
+                "ratio_runs": " / ".join(f"{v:.2f}" for v in runs), "ratio_low": low, "ratio_high": high,
+                "ratio_interval_coverage": cover, "ratio_to_raw_with_drop": ratio,
+                "ratio_to_raw_concurrent_with_drop": ratio, "server_cpu_ms_per_mb": 5.0,
+                "raw_server_cpu_ms_per_mb": 4.0, "raw_drop_cpu_ms_per_mb": 0.8, "requests_per_mb": 2.0,
+                "raw_requests_per_mb": 2.0, "reader_wait_pct": 10.0}
+
+    opts = BenchOptions(sections=("dataplane",))
+    summary = format_summary({"dataplane": [row([0.75, 0.81, 0.75, 0.75, 0.84]), row([0.97, 0.83, 0.78, 0.87, 0.93]),
+                                            row([0.91, 0.95, 0.92, 0.99, 0.93]), row([0.88])]}, opts)
+    lines = [x for x in summary.splitlines() if x.startswith("- end to end")]
+    # every round below 90 %: not met, and settled
+    assert "(0.75 / 0.81 / 0.75 / 0.75 / 0.84; its 94 % interval 0.75–0.84) — NOT met;" in lines[0]
+    # rounds on both sides of 90 %: the verdict on the median, and the note that the rounds leave it open
+    assert ("(0.97 / 0.83 / 0.78 / 0.87 / 0.93; its 94 % interval 0.78–0.97) — NOT met (the interval holds the "
+            "target: these rounds do not settle it);") in lines[1]
+    assert "its 94 % interval 0.91–0.99) — met;" in lines[2]
+    # one round (--quick): no interval to give
+    assert "the median of 1 paired rounds (0.88) — NOT met;" in lines[3]
