@@ -362,6 +362,9 @@ def _dataplane(b: _Bench) -> list[dict[str, Any]]:
         for mode in modes:
             mb_s = [run["mb_s"] for run in runs[mode]]
             ratios = [w / r for w, r in zip(mb_s, raw_mb_s)]
+            # the median's distribution-free interval over the rounds (see `_median_interval`): two of the rounds'
+            # ratios, kept to 6 places so that they print as in ``ratio_runs``
+            low, high, coverage = _median_interval(ratios)
             rows.append({"sample_mb": size_mb, "samples": count, "verify": mode[0], "backpressure": mode[1],
                          "rounds": len(raw_mb_s),
                          "wirehead_mb_s": round(_median(mb_s), 1),
@@ -375,10 +378,8 @@ def _dataplane(b: _Bench) -> list[dict[str, Any]]:
                          "raw_with_drop_mb_s": round(_median(with_drop), 1),
                          "ratio": round(_median(ratios), 3),
                          "ratio_runs": " / ".join(f"{v:.2f}" for v in ratios),
-                         # the median's distribution-free interval over the rounds (see `_median_interval`): two
-                         # of the rounds' ratios, kept to 6 places so that they print as in ``ratio_runs``
-                         **dict(zip(("ratio_low", "ratio_high", "ratio_interval_coverage"),
-                                    (round(v, 6) for v in _median_interval(ratios)))),
+                         "ratio_low": round(low, 6), "ratio_high": round(high, 6),
+                         "ratio_interval_coverage": round(coverage, 6),
                          "ratio_to_raw_with_drop": round(_median([w / r for w, r in zip(mb_s, with_drop)]), 3),
                          "raw_concurrent_with_drop_mb_s": round(_median(overlapped), 1),
                          "ratio_to_raw_concurrent_with_drop": round(_median([w / r for w, r in zip(mb_s, overlapped)]),
