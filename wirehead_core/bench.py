@@ -37,7 +37,7 @@ import tempfile
 import threading
 import time
 from pathlib import Path
-from typing import Any, Iterator, Optional
+from typing import Any, Callable, Iterator, Optional
 
 import numpy as np
 import psutil
@@ -428,7 +428,7 @@ def _median_interval(values: list[float], coverage: float = 0.9) -> tuple[float,
 
 
 def _interval_note(interval: tuple[float, float, float], target: float,
-                   fmt: Any = "{:.2f}".format) -> tuple[str, str]:
+                   fmt: Callable[[float], str] = "{:.2f}".format) -> tuple[str, str]:
     """For a target on a median of rounds (higher is better) and that median's `_median_interval`: the interval as
     the summary names it (nothing for a single round, whose coverage is 0), and a note where the interval holds the
     target, so that the rounds leave it open whichever side their median fell on."""
