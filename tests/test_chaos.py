@@ -20,4 +20,5 @@ def test_fifty_swaps_under_every_fault_kind_lose_nothing(tmp_path):
     assert report["samples_committed"] >= 50 * 4
     assert report["samples_lost_after_commit"] == 0 and report["corrupt_reads"] == 0
     assert report["failed_reads"] == 0 and report["stuck_locks"] == 0 and report["reads"] > 0
+    assert report["unasked_exits"] == []
     assert "| samples lost after commit | 0 |" in out.read_text()

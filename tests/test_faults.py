@@ -152,6 +152,60 @@ def test_server_stopped_and_restarted_while_generators_and_a_reader_run(make_con
         server.stop()
 
 
+def test_a_standby_manager_survives_the_server_going_down_as_it_first_finds_the_lock_held(make_config, tmp_path):
+    # The server stops right after the standby's first lock attempt finds another owner, before it reads who that
+    # owner is (the moment a chaos run killed a standby with AutoReconnect). It must wait the outage out and take the
+    # lock once the owner gives it up.
+    server = LocalServer(tmp_path / "own-server")
+    server.start()
+    port = server.info.port
+    servers = [server]
+    try:
+        config, _ = make_config(mongo__uri=server.uri, mongo__connect_timeout_s=1)
+        holder = Store(config)
+        holder.init_namespace()
+        assert holder.acquire_lock("holder", lease_s=600)
+        standby = SwapManager(config, name="standby")
+        real_acquire = standby.store.acquire_lock
+        outage = threading.Event()
+
+        def acquire_then_outage(owner: str, lease_s: float) -> bool:
+            held = real_acquire(owner, lease_s)
+            if not held and not outage.is_set():
+                outage.set()
+                servers[0].stop()
+                threading.Timer(3.0, restart).start()  # longer than the client's 1 s server selection
+            return held
+
+        def restart() -> None:
+            again = LocalServer(tmp_path / "own-server", port=port)
+            again.start()
+            servers.append(again)
+
+        standby.store.acquire_lock = acquire_then_outage
+        errors: list[BaseException] = []
+
+        def run() -> None:
+            try:
+                standby.run(duration_s=90)
+            except BaseException as exc:  # noqa: BLE001 - the test reports it
+                errors.append(exc)
+
+        thread = threading.Thread(target=run, daemon=True)
+        thread.start()
+        wait_until(outage.is_set, 30, "the standby's first lock attempt")
+        wait_until(lambda: len(servers) == 2, 60, "the server to restart")
+        holder.retry("release", lambda: holder.release_lock("holder"), timeout_s=60)
+        wait_until(lambda: not thread.is_alive() or str((holder.lock_doc() or {}).get("owner", "")).startswith(
+            "standby:"), 60, "the standby to take the lock")
+        assert errors == [] and thread.is_alive()
+        standby.stop()
+        thread.join(timeout=30)
+    finally:
+        for s in servers:
+            s.stop()
+
+
 def test_stale_claim_of_a_dead_writer_is_reissued_and_the_generation_completes(make_config):
     config, _ = make_config(swap_cap=3, manager__reservation_timeout_s=1)
     manager = SwapManager(config)

@@ -123,6 +123,7 @@ class _Harness:
         self.port = 0
         self.cfg_path = workdir / "chaos.yaml"
         self.generators: list[Optional[subprocess.Popen]] = []
+        self.generator_names: dict[int, str] = {}  # slot -> name of its log, generator-<n>
         self.managers: dict[str, subprocess.Popen] = {}
         self.n_spawned = 0
         self.faults: dict[str, int] = {k: 0 for k in FAULT_KINDS}
@@ -132,6 +133,7 @@ class _Harness:
         self.lock_takeovers: list[float] = []
         self.outages: list[tuple[float, float]] = []  # server down: stop requested .. answering again
         self.stuck_locks = 0
+        self.unasked_exits: list[str] = []  # "name (exit code)" of processes that ended without being killed
 
     # ------------------------------------------------------------------ processes
     def start_server(self) -> None:
@@ -142,10 +144,11 @@ class _Harness:
     def spawn_generator(self, slot: int) -> None:
         self.n_spawned += 1
         seed = self.n_spawned * 10**9
+        self.generator_names[slot] = f"generator-{self.n_spawned}"
         self.generators[slot] = spawn(wirehead_command(
             "generate", "--config", str(self.cfg_path), "--source", "wirehead_core.sources:seeded",
             "--seed", str(seed), "--commit-log", str(self.commits / f"g{self.n_spawned}.jsonl"),
-            "--name", f"chaos-{self.n_spawned}"), self.logs / f"generator-{self.n_spawned}.log")
+            "--name", f"chaos-{self.n_spawned}"), self.logs / f"{self.generator_names[slot]}.log")
 
     def spawn_manager(self) -> None:
         """Start a manager; two run at all times, one holding the lock and one standing by."""
@@ -156,6 +159,23 @@ class _Harness:
         env = {"WIREHEAD_FAULT_PAUSE": ",".join(SWAP_STEPS) + ":0.01"}
         self.managers[name] = spawn(wirehead_command("manager", "--config", str(self.cfg_path), "--name", name),
                                     self.logs / f"{name}.log", env=env)
+
+    def replace_exited(self) -> None:
+        """Count and restart every generator or manager that ended although the harness did not kill it: a process
+        must ride out every fault, so each such exit fails the run (its log says why)."""
+        for slot, proc in enumerate(self.generators):
+            if proc is not None and proc.poll() is not None:
+                self._exited(self.generator_names[slot], proc)
+                self.spawn_generator(slot)
+        for name, proc in list(self.managers.items()):
+            if proc.poll() is not None:
+                self._exited(name, proc)
+                del self.managers[name]
+                self.spawn_manager()
+
+    def _exited(self, name: str, proc: subprocess.Popen) -> None:
+        self.unasked_exits.append(f"{name} (exit {proc.returncode})")
+        _LOG.error("chaos: %s exited unasked with status %s; restarted", name, proc.returncode)
 
     # ------------------------------------------------------------------ faults
     def inject(self, store: Store, kind: str) -> None:
@@ -183,15 +203,18 @@ class _Harness:
             # Measure the lock, not process start-up: the standby must be up and polling for the lock first.
             standby = [n for n in self.managers if n != name]
             deadline = time.time() + 60
-            while standby and time.time() < deadline and "waiting for the lock" not in (
-                    self.logs / f"{standby[0]}.log").read_text(errors="replace"):
+            while standby and time.time() < deadline and self.managers[standby[0]].poll() is None and (
+                    "waiting for the lock" not in (self.logs / f"{standby[0]}.log").read_text(errors="replace")):
                 time.sleep(0.1)
+            # The owner renewed its lease while we waited: its end is read again just before the kill.
+            lock = store.retry("lock", store.lock_doc, timeout_s=10) or {}
             state = store.retry("state", store.swap_state, timeout_s=10)
             self.managers[name].send_signal(signal.SIGKILL)
             self.managers.pop(name).wait()
             if state is not None and state.get("phase") == "swapping":
                 self.manager_kills_in_swap += 1
-            expires = float(lock.get("expires") or time.time())
+            owned = str(lock.get("owner") or "").startswith(name + ":")
+            expires = float(lock["expires"]) if owned and lock.get("expires") else time.time()
             took = None
             while time.time() - expires < self.opts.lease_s + 30:
                 holder = str((store.retry("lock", store.lock_doc, timeout_s=10) or {}).get("owner") or "")
@@ -276,11 +299,13 @@ def run_chaos(opts: ChaosOptions) -> dict[str, Any]:
                 timed_out = True
                 break
             h.settle_recoveries(store)
+            h.replace_exited()
             if time.monotonic() >= next_fault:
                 h.inject(store, h.choose())
                 next_fault = time.monotonic() + h.rng.uniform(*opts.fault_every_s)
             time.sleep(0.05)
         h.settle_recoveries(store)
+        h.replace_exited()
         for r in readers:
             r.stop_event.set()
         terminate([g for g in h.generators if g is not None])
@@ -335,11 +360,12 @@ def _audit(h: _Harness, store: Store, readers: list[_ReaderThread], elapsed: flo
         "recovery_s": {"n": len(rec), "p50": pct(rec, 0.5), "p99": pct(rec, 0.99), "max": rec[-1] if rec else 0.0},
         "unrecovered_faults": len(h.pending),
         "lock_takeover_s_max": max(h.lock_takeovers, default=0.0), "stuck_locks": h.stuck_locks,
+        "unasked_exits": list(h.unasked_exits),
         "swap_s": {"p50": pct(durations, 0.5), "p99": pct(durations, 0.99)},
         "lease_s": h.opts.lease_s, "timed_out": timed_out,
     }
     report["ok"] = (not timed_out and report["samples_lost_after_commit"] == 0 and report["corrupt_reads"] == 0
-                    and report["failed_reads"] == 0 and report["stuck_locks"] == 0
+                    and report["failed_reads"] == 0 and report["stuck_locks"] == 0 and not report["unasked_exits"]
                     and report["duplicate_tokens_across_swaps"] == 0 and report["reads"] > 0)
     return report
 
@@ -372,6 +398,7 @@ def format_report(r: dict[str, Any], command: str = "") -> str:
         ("standby took the lock, after the killed owner's lease ran out, max (s)",
          f"{r['lock_takeover_s_max']:.2f} (lease {r['lease_s']} s)"),
         ("stuck locks", r["stuck_locks"]),
+        ("processes that exited unasked (restarted)", ", ".join(r["unasked_exits"]) or "none"),
         ("swap duration p50 / p99 (s)", f"{r['swap_s']['p50']:.3f} / {r['swap_s']['p99']:.3f}"),
         ("result", "OK" if r["ok"] else "FAILED"),
     ]

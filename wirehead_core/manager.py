@@ -134,7 +134,7 @@ class SwapManager:
                 try:
                     if not (self._holding and self._lease_fresh()) and not self._renew():
                         if not waiting_logged:
-                            lock = self.store.lock_doc() or {}
+                            lock = self.store.retry("lock", self.store.lock_doc) or {}
                             _LOG.info("manager %s: waiting for the lock held by %s", self.name, lock.get("owner"))
                             waiting_logged = True
                         self.stop_event.wait(min(cfg.lease_s / 4, 1.0))
@@ -173,7 +173,8 @@ class SwapManager:
         if held and not self._holding:
             _LOG.info("manager %s: holds the swap lock", self.name)
         elif self._holding and not held:
-            raise LeaseLostError(f"lost the swap lock to {(store.lock_doc() or {}).get('owner')}")
+            lock = store.retry("lock", store.lock_doc) or {}
+            raise LeaseLostError(f"lost the swap lock to {lock.get('owner')}")
         self._holding = held
         return held
 
@@ -211,7 +212,7 @@ class SwapManager:
         state = docs.get("swap")
         if state is None:
             store.retry("init", store.init_namespace)
-            state = store.swap_state()
+            state = store.retry("swap state", store.swap_state)
         if state["phase"] == "swapping":
             _LOG.warning("manager %s: finishing the swap of generation %d interrupted earlier", self.name,
                          state["swapping_gen"])
