@@ -239,7 +239,8 @@ class _Harness:
         """A fault has recovered once a swap finished after it."""
         if not self.pending:
             return
-        last = store.coll("events").find_one(sort=[("finished_at", -1)], projection={"finished_at": 1})
+        last = store.retry("last swap", lambda: store.coll("events").find_one(sort=[("finished_at", -1)],
+                                                                           projection={"finished_at": 1}), timeout_s=60)
         if last is None:
             return
         still = []
