@@ -103,6 +103,27 @@ def test_side_by_side_is_judged_on_the_median_of_paired_rounds_and_no_discards()
     assert "it swapped 1 / 5 / 1 times) — met" in summary
 
 
+def test_side_by_side_names_the_ceiling_that_the_generators_rate_puts_on_its_ratio():
+    from wirehead_core.bench import BenchOptions, SideBySide, format_summary
+
+    # 4 generators at 0.2 s make 20 per second: with the original at 12.5 / 10 / 8, no implementation could show
+    # more than 1.60 / 2.00 / 2.50x, whatever it does
+    opts = BenchOptions(quick=False, sections=("original",))
+    summary = format_summary({"original": _side_by_side([(12.5, 19.8, 0), (10.0, 19.6, 0), (8.0, 20.0, 0)])}, opts)
+    line = next(x for x in summary.splitlines() if x.startswith("- side by side ceiling"))
+    assert line == ("- side by side ceiling (no target): the generators make 20 samples per second, and ours swapped "
+                    "in 99 / 98 / 100 % of that; at the original's 12.5 / 10 / 8 per second no implementation could "
+                    "show more than 1.60 / 2.00 / 2.50x (median 2.00x)")
+    # the paper's scale: 16 generators at 2 s make 8 per second, and an original that never swapped bounds nothing
+    opts = BenchOptions(quick=False, sections=("original",), side=SideBySide(generators=16, cost_s=2.0, cap=100))
+    summary = format_summary({"original": _side_by_side([(0.0, 8.2, 0)])}, opts)
+    assert "make 8 samples per second, and ours swapped in 102 % of that" in summary
+    assert "no implementation could show more than ∞x (median ∞x)" in summary
+    # generators that cost nothing have no rate to bound the ratio with: no ceiling line
+    opts = BenchOptions(quick=False, sections=("original",), side=SideBySide(cost_s=0.0))
+    assert "side by side ceiling" not in format_summary({"original": _side_by_side([(8.0, 20.0, 0)])}, opts)
+
+
 def test_side_by_side_setup_is_set_from_the_command_line_and_named_in_the_summary(tmp_path):
     from wirehead_core.bench import BenchOptions, SideBySide, format_summary
 

@@ -965,7 +965,21 @@ def _targets(r: dict[str, list[dict[str, Any]]], opts: BenchOptions) -> list[str
                    f"{discarded} discarded (the original discarded {' / '.join(str(x['discarded']) for x in orig)}; "
                    f"it swapped {' / '.join(str(x['swaps']) for x in orig)} times) — "
                    + ("met" if ratio >= 2 and discarded == 0 else "NOT met") + (note if discarded == 0 else ""))
+        if opts.side.cost_s > 0:
+            out.append(_side_by_side_ceiling(orig, ours, opts.side))
     return out
+
+
+def _side_by_side_ceiling(orig: list[dict[str, Any]], ours: list[dict[str, Any]], side: SideBySide) -> str:
+    """What bounds the side by side's ratio: no implementation swaps in more than its emulated generators make, so
+    in each round the ratio is at most that rate over the original's (∞ where the original has no rate)."""
+    made = side.generators / side.cost_s
+    ceilings = [made / x["swapped_in_per_s"] if x["swapped_in_per_s"] > 0 else float("inf") for x in orig]
+    shares = " / ".join(f"{o['swapped_in_per_s'] / made * 100:.0f}" for o in ours)
+    rates = " / ".join(f"{x['swapped_in_per_s']:g}" for x in orig)
+    return (f"- side by side ceiling (no target): the generators make {made:g} samples per second, and ours swapped "
+            f"in {shares} % of that; at the original's {rates} per second no implementation could show more than "
+            f"{' / '.join(_times(c) for c in ceilings)}x (median {_times(_median(ceilings))}x)")
 
 
 def add_cli(sub: Any) -> None:
