@@ -861,6 +861,11 @@ def _times(ratio: float) -> str:
     return "∞" if ratio == float("inf") else f"{ratio:.2f}"
 
 
+def _over_rate(rate: float, original: float) -> float:
+    """`rate` over the original's rate: ∞ where the original had none (it swapped fewer than twice)."""
+    return rate / original if original > 0 else float("inf")
+
+
 def _side_flag(name: str) -> str:
     """The command-line flag of `SideBySide` field `name`."""
     return f"--side-{name.removesuffix('_s').replace('_', '-')}"
@@ -956,8 +961,7 @@ def _targets(r: dict[str, list[dict[str, Any]]], opts: BenchOptions) -> list[str
         orig = [row for row in r["original"] if row["implementation"] != "wirehead_core"]
         ours = [row for row in r["original"] if row["implementation"] == "wirehead_core"]
         # the original's rate is 0 in a round where it swapped fewer than twice: ours is then infinitely faster
-        ratios = [o["swapped_in_per_s"] / x["swapped_in_per_s"] if x["swapped_in_per_s"] > 0 else float("inf")
-                  for x, o in zip(orig, ours)]
+        ratios = [_over_rate(o["swapped_in_per_s"], x["swapped_in_per_s"]) for x, o in zip(orig, ours)]
         ratio, discarded = _median(ratios), sum(o["discarded"] for o in ours)
         interval, note = _interval_note(_median_interval(ratios), 2.0, _times)
         out.append(f"- committed samples/s vs the original ({opts.side.describe()}): {_times(ratio)}x, the median "
@@ -974,7 +978,7 @@ def _side_by_side_ceiling(orig: list[dict[str, Any]], ours: list[dict[str, Any]]
     """What bounds the side by side's ratio: no implementation swaps in more than its emulated generators make, so
     in each round the ratio is at most that rate over the original's (∞ where the original has no rate)."""
     made = side.generators / side.cost_s
-    ceilings = [made / x["swapped_in_per_s"] if x["swapped_in_per_s"] > 0 else float("inf") for x in orig]
+    ceilings = [_over_rate(made, x["swapped_in_per_s"]) for x in orig]
     shares = " / ".join(f"{o['swapped_in_per_s'] / made * 100:.0f}" for o in ours)
     rates = " / ".join(f"{x['swapped_in_per_s']:g}" for x in orig)
     return (f"- side by side ceiling (no target): the generators make {made:g} samples per second, and ours swapped "

@@ -111,6 +111,11 @@ class _ReaderThread:
                 time.sleep(0.2)
 
 
+def _run_by(owner: Optional[str], name: str) -> bool:
+    """Whether lock owner `owner` is manager `name` (a manager's owner id is ``<name>:<random suffix>``)."""
+    return str(owner or "").startswith(name + ":")
+
+
 class _Harness:
     def __init__(self, opts: ChaosOptions, workdir: Path) -> None:
         self.opts = opts
@@ -195,9 +200,8 @@ class _Harness:
             proc.send_signal(signal.SIGCONT)
         elif kind == "manager_kill":
             # Kill the manager holding the lock; the standby must take over once the lease has run out.
-            lock = store.retry("lock", store.lock_doc, timeout_s=10) or {}
-            owner = str(lock.get("owner") or "")
-            name = next((n for n in self.managers if owner.startswith(n + ":")), None)
+            owner = (store.retry("lock", store.lock_doc, timeout_s=10) or {}).get("owner")
+            name = next((n for n in self.managers if _run_by(owner, n)), None)
             if name is None:  # nobody holds the lock right now: kill any manager
                 name = self.rng.choice(sorted(self.managers))
             # Measure the lock, not process start-up: the standby must be up and polling for the lock first.
@@ -213,12 +217,12 @@ class _Harness:
             self.managers.pop(name).wait()
             if state is not None and state.get("phase") == "swapping":
                 self.manager_kills_in_swap += 1
-            owned = str(lock.get("owner") or "").startswith(name + ":")
+            owned = _run_by(lock.get("owner"), name)
             expires = float(lock["expires"]) if owned and lock.get("expires") else time.time()
             took = None
             while time.time() - expires < self.opts.lease_s + 30:
-                holder = str((store.retry("lock", store.lock_doc, timeout_s=10) or {}).get("owner") or "")
-                if holder and not holder.startswith(name + ":"):
+                holder = (store.retry("lock", store.lock_doc, timeout_s=10) or {}).get("owner")
+                if holder and not _run_by(holder, name):
                     took = max(0.0, time.time() - expires)
                     break
                 time.sleep(0.05)
